@@ -1,0 +1,5 @@
+//! The `twinql` command-line tool.
+
+fn main() {
+    std::process::exit(twinql::cli::main());
+}
