@@ -249,7 +249,7 @@ pub enum Expr {
     Unary(Unary),
     /// `NOT x`.
     Not(Not),
-    /// `a + b`, `a AND b`, `a ?? b`.
+    /// `a + b`, `a AND b`, `a ?? b`, `'a' || b`.
     Binary(Binary),
     /// `a = b`, `a < b` (non-associative).
     Compare(Compare),
@@ -276,6 +276,24 @@ impl Expr {
             Expr::In(x) => x.span,
             Expr::Call(x) => x.span,
             Expr::Braced(x) => x.span,
+        }
+    }
+
+    /// Binding strength of the expression's outermost operator, on the scale of
+    /// [`BinaryOp::precedence`]: `NOT` is 3, comparisons and `IN` 4, unary signs 8, and
+    /// operands that never need parentheses (literals, paths, calls, arrays, `( … )`) 9.
+    pub fn precedence(&self) -> u8 {
+        match self {
+            Expr::Binary(b) => b.op.precedence(),
+            Expr::Not(_) => 3,
+            Expr::Compare(_) | Expr::In(_) => 4,
+            Expr::Unary(_) => 8,
+            Expr::Literal(_)
+            | Expr::Path(_)
+            | Expr::Array(_)
+            | Expr::Nested(_)
+            | Expr::Call(_)
+            | Expr::Braced(_) => 9,
         }
     }
 }
@@ -382,12 +400,15 @@ pub struct Binary {
 /// Binary operators other than comparisons, with their precedence in [`BinaryOp::precedence`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
-    /// `OR` (routing also `||`).
+    /// `OR`.
     Or,
     /// `AND` (routing also `&&`).
     And,
-    /// Routing only: `a ?? b`, `a` unless it is Undefined, else `b`.
+    /// Routing only: `a ?? b`, `a` unless it is Undefined, else `b`. Binds loosest of all
+    /// operators (below `OR`), as in the IoT Edge routing grammar.
     Coalesce,
+    /// Routing only: `'a' || key1`, string concatenation (same strength as `+`).
+    Concat,
     /// `+`
     Add,
     /// `-`
@@ -401,13 +422,14 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    /// Binding strength: higher binds tighter. Comparisons sit at 4, `NOT` at 3.
+    /// Binding strength: higher binds tighter. Comparisons sit at 4, `NOT` at 3, `??` at 0
+    /// (looser than `OR`). See also [`Expr::precedence`].
     pub fn precedence(self) -> u8 {
         match self {
+            BinaryOp::Coalesce => 0,
             BinaryOp::Or => 1,
             BinaryOp::And => 2,
-            BinaryOp::Coalesce => 5,
-            BinaryOp::Add | BinaryOp::Sub => 6,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Concat => 6,
             BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => 7,
         }
     }
@@ -418,6 +440,7 @@ impl BinaryOp {
             BinaryOp::Or => "OR",
             BinaryOp::And => "AND",
             BinaryOp::Coalesce => "??",
+            BinaryOp::Concat => "||",
             BinaryOp::Add => "+",
             BinaryOp::Sub => "-",
             BinaryOp::Mul => "*",
@@ -605,7 +628,11 @@ impl fmt::Display for Literal {
 
 impl fmt::Display for ArrayLit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[")?;
+        // `[[` would start a `[[name]]` identifier, so a leading nested array gets a space.
+        match self.items.first() {
+            Some(Expr::Array(_)) => f.write_str("[ ")?,
+            _ => f.write_str("[")?,
+        }
         for (i, item) in self.items.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
