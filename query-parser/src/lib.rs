@@ -33,5 +33,6 @@ pub mod parser;
 pub use ast::*;
 pub use error::{ErrorKind, ParseError, ParseErrors, line_col};
 pub use parser::{
-    Dialect, MAX_CHARS, MAX_DEPTH, parse_condition, parse_expression, parse_query, parse_routing,
+    Dialect, MAX_CHARS, MAX_DEPTH, MAX_HEIGHT, parse_condition, parse_expression, parse_query,
+    parse_routing,
 };

@@ -15,6 +15,13 @@ pub const MAX_CHARS: usize = 8192;
 /// How deeply parentheses, `NOT`, unary signs, calls and array literals may nest.
 pub const MAX_DEPTH: usize = 128;
 
+/// How tall an expression tree may be (nodes on the longest root-to-leaf path).
+///
+/// Operator chains are parsed without recursion, but the tree they build is as tall as the chain
+/// (`a + a + …` nests to the left). Capping the height keeps every recursive walk over a returned
+/// tree (printing, `Debug`, `Clone`, evaluators) safe on a small thread stack.
+pub const MAX_HEIGHT: usize = 1024;
+
 /// The three languages that share the expression grammar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -337,7 +344,7 @@ impl<'a> Parser<'a> {
         let mut filter = None;
         if self.at_kw(Keyword::Where) {
             self.bump();
-            match self.expr() {
+            match self.top_expr() {
                 Ok(e) => filter = Some(e),
                 Err(e) => {
                     self.errors.push(e);
@@ -453,7 +460,7 @@ impl<'a> Parser<'a> {
             e.help = Some("`*` must be the only item: SELECT * FROM …".into());
             return Err(e);
         }
-        let expr = self.expr()?;
+        let expr = self.top_expr()?;
         let mut span = expr.span();
         let alias = if self.at_kw(Keyword::As) {
             self.bump();
@@ -574,7 +581,7 @@ impl<'a> Parser<'a> {
             let from_tok = self.bump();
             let from = self.collection()?;
             self.expect(TokenKind::Keyword(Keyword::Where), "WHERE")?;
-            let filter = self.expr()?;
+            let filter = self.top_expr()?;
             self.end(&["AND", "OR", "end of condition"])?;
             let span = from_tok.span.to(filter.span());
             return Ok(Condition::From { from, filter, span });
@@ -584,7 +591,7 @@ impl<'a> Parser<'a> {
             e.help = Some("a condition has no SELECT: write the WHERE part only".into());
             return Err(e);
         }
-        let e = self.expr()?;
+        let e = self.top_expr()?;
         self.end(&["AND", "OR", "end of condition"])?;
         Ok(Condition::Expr(e))
     }
@@ -600,7 +607,7 @@ impl<'a> Parser<'a> {
     }
 
     fn standalone_expr(&mut self) -> PResult<Expr> {
-        let e = self.expr()?;
+        let e = self.top_expr()?;
         self.end(&["AND", "OR", "end of condition"])?;
         Ok(e)
     }
@@ -641,6 +648,19 @@ impl<'a> Parser<'a> {
 
     fn expr(&mut self) -> PResult<Expr> {
         self.binary(0)
+    }
+
+    /// A whole expression (a select item, a `WHERE`, a condition), height-checked.
+    fn top_expr(&mut self) -> PResult<Expr> {
+        let e = self.binary(0)?;
+        if height_exceeds(&e, MAX_HEIGHT) {
+            let mut err = ParseError::new(ErrorKind::TooDeep, e.span());
+            err.help = Some(format!(
+                "the expression is more than {MAX_HEIGHT} operators deep; split long operator chains with parentheses or use IN"
+            ));
+            return Err(err);
+        }
+        Ok(e)
     }
 
     /// The infix operator at the current token, with its precedence.
@@ -868,12 +888,6 @@ impl<'a> Parser<'a> {
             }
             TokenKind::LParen => self.nested(),
             TokenKind::LBrace if self.dialect == Dialect::Routing => self.braced(),
-            TokenKind::RParen => {
-                let mut e = self.unexpected(&["an expression"]);
-                e.kind = ErrorKind::UnbalancedParenthesis;
-                e.help = Some("this `)` has no matching `(`".into());
-                Err(e)
-            }
             _ => Err(self.unexpected(&["an expression"])),
         }
     }
@@ -1090,6 +1104,37 @@ impl<'a> Parser<'a> {
             .to(segments.last().map(Segment::span).unwrap_or_default());
         Ok(Path { segments, span })
     }
+}
+
+/// Whether the tree `e` is more than `limit` nodes tall (walked without recursion).
+fn height_exceeds(e: &Expr, limit: usize) -> bool {
+    let mut stack: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, h)) = stack.pop() {
+        if h > limit {
+            return true;
+        }
+        match e {
+            Expr::Literal(_) | Expr::Path(_) | Expr::Braced(_) => {}
+            Expr::Array(a) => stack.extend(a.items.iter().map(|i| (i, h + 1))),
+            Expr::Nested(n) => stack.push((&n.expr, h + 1)),
+            Expr::Unary(u) => stack.push((&u.expr, h + 1)),
+            Expr::Not(n) => stack.push((&n.expr, h + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.left, h + 1));
+                stack.push((&b.right, h + 1));
+            }
+            Expr::Compare(c) => {
+                stack.push((&c.left, h + 1));
+                stack.push((&c.right, h + 1));
+            }
+            Expr::In(i) => {
+                stack.push((&i.expr, h + 1));
+                stack.extend(i.list.items.iter().map(|x| (x, h + 2)));
+            }
+            Expr::Call(c) => stack.extend(c.args.iter().map(|a| (a, h + 1))),
+        }
+    }
+    false
 }
 
 /// Whether a token can begin an operand (used to guess a missing operator).

@@ -1,9 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use twinql_parser::{
-    ErrorKind, ParseError, Span, parse_condition, parse_query, parse_routing,
-};
+use twinql_parser::{ErrorKind, ParseError, Span, parse_condition, parse_query, parse_routing};
 
 /// Parses `text` as a query, checks it prints as `expected`, and that the printed text parses
 /// back to an equal tree.
@@ -11,7 +9,8 @@ pub fn canon(text: &str, expected: &str) {
     let q = parse_query(text).unwrap_or_else(|e| panic!("{text:?} should parse: {e}"));
     let printed = q.to_string();
     assert_eq!(printed, expected, "canonical text of {text:?}");
-    let again = parse_query(&printed).unwrap_or_else(|e| panic!("{printed:?} should re-parse: {e}"));
+    let again =
+        parse_query(&printed).unwrap_or_else(|e| panic!("{printed:?} should re-parse: {e}"));
     assert_eq!(again, q, "re-parsed tree of {printed:?}");
 }
 
