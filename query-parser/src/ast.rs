@@ -628,16 +628,19 @@ impl fmt::Display for Literal {
 
 impl fmt::Display for ArrayLit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `[[` would start a `[[name]]` identifier, so a leading nested array gets a space.
-        match self.items.first() {
-            Some(Expr::Array(_)) => f.write_str("[ ")?,
-            _ => f.write_str("[")?,
-        }
+        // `[[` would start a `[[name]]` identifier, so a first item that itself starts with `[`
+        // (a nested array, a `[[name]]` path) is separated by a space.
         for (i, item) in self.items.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
+            if i == 0 {
+                let text = item.to_string();
+                let open = if text.starts_with('[') { "[ " } else { "[" };
+                write!(f, "{open}{text}")?;
+            } else {
+                write!(f, ", {item}")?;
             }
-            write!(f, "{item}")?;
+        }
+        if self.items.is_empty() {
+            f.write_str("[")?;
         }
         f.write_str("]")
     }
