@@ -326,7 +326,7 @@ pub fn compile(expr: &Expr, opts: &CompileOptions) -> Result<CExpr, CompileError
         Expr::Unary(u) => {
             let inner = Box::new(compile(&u.expr, opts)?);
             match u.op {
-                UnaryOp::Neg => fold(CExpr::Neg(inner)),
+                UnaryOp::Neg => fold(CExpr::Neg(inner), opts.mode),
                 UnaryOp::Plus => CExpr::Plus(inner),
             }
         }
@@ -350,6 +350,8 @@ pub fn compile(expr: &Expr, opts: &CompileOptions) -> Result<CExpr, CompileError
                     l => CExpr::Or(vec![l, r]),
                 },
                 BinaryOp::Coalesce => CExpr::Coalesce(Box::new(l), Box::new(r)),
+                // Routing `'a' || b` is `CONCAT('a', b)`.
+                BinaryOp::Concat => fold(CExpr::Call(Func::Concat, vec![l, r]), opts.mode),
                 op => {
                     let a = match op {
                         BinaryOp::Add => Arith::Add,
@@ -358,7 +360,7 @@ pub fn compile(expr: &Expr, opts: &CompileOptions) -> Result<CExpr, CompileError
                         BinaryOp::Div => Arith::Div,
                         _ => Arith::Mod,
                     };
-                    fold(CExpr::Arith(a, Box::new(l), Box::new(r)))
+                    fold(CExpr::Arith(a, Box::new(l), Box::new(r)), opts.mode)
                 }
             }
         }
@@ -378,12 +380,11 @@ pub fn compile(expr: &Expr, opts: &CompileOptions) -> Result<CExpr, CompileError
             negated: i.negated,
         },
         Expr::Call(c) => {
-            let info = functions::lookup(opts.functions, &c.name.name).ok_or_else(|| {
-                CompileError {
+            let info =
+                functions::lookup(opts.functions, &c.name.name).ok_or_else(|| CompileError {
                     message: format!("unknown function `{}`", c.name.name),
                     span: c.name.span,
-                }
-            })?;
+                })?;
             if c.args.len() < info.min_args || c.args.len() > info.max_args {
                 return Err(CompileError {
                     message: format!("wrong number of arguments to `{}`", info.name),
@@ -399,7 +400,7 @@ pub fn compile(expr: &Expr, opts: &CompileOptions) -> Result<CExpr, CompileError
                 // The argument is a twin path, not a value: keep it as written.
                 return Ok(CExpr::Call(info.func, args));
             }
-            fold(CExpr::Call(info.func, args))
+            fold(CExpr::Call(info.func, args), opts.mode)
         }
         Expr::Braced(b) => {
             let name = b.name.trim();
@@ -486,10 +487,16 @@ pub fn is_constant(e: &CExpr) -> bool {
 
 /// Evaluates a constant expression (the constant folder: same semantics as everything else).
 pub fn eval_const(e: &CExpr) -> Option<Const> {
+    eval_const_in(e, Mode::Twin)
+}
+
+/// [`eval_const`] under the rules of `mode` (routing folds `3 / 0` to Infinity, twin queries
+/// to Undefined).
+pub fn eval_const_in(e: &CExpr, mode: Mode) -> Option<Const> {
     if !is_constant(e) {
         return None;
     }
-    let v: Value<'_, NoNode> = eval(e, &NoContext, Mode::Twin);
+    let v: Value<'_, NoNode> = eval(e, &NoContext, mode);
     Some(match v {
         Value::Undefined => Const::Undefined,
         Value::Null => Const::Null,
@@ -501,8 +508,8 @@ pub fn eval_const(e: &CExpr) -> Option<Const> {
     })
 }
 
-fn fold(e: CExpr) -> CExpr {
-    match eval_const(&e) {
+fn fold(e: CExpr, mode: Mode) -> CExpr {
+    match eval_const_in(&e, mode) {
         Some(c) => CExpr::Const(c),
         None => e,
     }
@@ -514,6 +521,12 @@ pub trait Context<'a> {
     type N: Node<'a>;
     /// The value at a path root.
     fn root(&self, root: &Root) -> Value<'a, Self::N>;
+    /// The value of a whole path. By default the path's steps are followed from
+    /// [`Context::root`]; a routed message resolves some paths as a whole (dotted property
+    /// names, `$body` queries where a missing member reads as `null`).
+    fn path(&self, path: &CPath) -> Value<'a, Self::N> {
+        path.resolve(self.root(&path.root))
+    }
     /// `TWIN_CHANGE_INCLUDES(path)`: whether a twin-change notification touches `path`.
     fn twin_change_includes(&self, _path: &CPath) -> Value<'a, Self::N> {
         Value::Undefined
@@ -558,8 +571,15 @@ fn tv<'a, N>(t: Option<bool>) -> Value<'a, N> {
 pub fn eval<'a, C: Context<'a>>(e: &'a CExpr, ctx: &C, mode: Mode) -> Value<'a, C::N> {
     match e {
         CExpr::Const(c) => c.value(),
-        CExpr::Path(p) => p.resolve(ctx.root(&p.root)),
+        CExpr::Path(p) => ctx.path(p),
+        CExpr::Not(x) if mode == Mode::Routing => match eval(x, ctx, mode) {
+            // The IoT Edge routing engine: `NOT null` is true.
+            Value::Null => Value::Bool(true),
+            v => tv(truth(&v).map(|b| !b)),
+        },
         CExpr::Not(x) => tv(truth(&eval(x, ctx, mode)).map(|b| !b)),
+        CExpr::And(items) if mode == Mode::Routing => routing_and_or(items, ctx, true),
+        CExpr::Or(items) if mode == Mode::Routing => routing_and_or(items, ctx, false),
         CExpr::And(items) => {
             let mut all_true = true;
             for item in items {
@@ -592,12 +612,17 @@ pub fn eval<'a, C: Context<'a>>(e: &'a CExpr, ctx: &C, mode: Mode) -> Value<'a, 
         }
         CExpr::Coalesce(a, b) => match eval(a, ctx, mode) {
             Value::Undefined => eval(b, ctx, mode),
+            // Routing: an undefined number is NaN (`3 % 0 ?? 1` is 1).
+            Value::Number(n) if mode == Mode::Routing && n.is_nan() => eval(b, ctx, mode),
             v => v,
         },
         CExpr::Compare(op, a, b) => {
             let l = eval(a, ctx, mode);
             let r = eval(b, ctx, mode);
-            tv(compare(*op, &l, &r))
+            match mode {
+                Mode::Twin => tv(compare(*op, &l, &r)),
+                Mode::Routing => tv(routing_compare(*op, &l, &r)),
+            }
         }
         CExpr::In {
             expr,
@@ -645,6 +670,110 @@ fn arith<'a, N>(op: Arith, x: f64, y: f64, mode: Mode) -> Value<'a, N> {
         }
     };
     Value::Number(r)
+}
+
+/// Routing `AND` / `OR` over a flattened chain. Besides the three-valued rules, the IoT Edge
+/// routing engine gives `null` its own algebra: `null AND x` is `null` whatever `x` is, and in
+/// `OR` a `null` operand drops out (`null OR x` is `x`; `null OR null` is `null`).
+fn routing_and_or<'a, C: Context<'a>>(items: &'a [CExpr], ctx: &C, and: bool) -> Value<'a, C::N> {
+    let mut saw_null = false;
+    let mut saw_undefined = false;
+    let mut decided = false;
+    let mut all_null = true;
+    for item in items {
+        match eval(item, ctx, Mode::Routing) {
+            Value::Null => saw_null = true,
+            Value::Bool(b) => {
+                all_null = false;
+                if b != and {
+                    decided = true;
+                }
+            }
+            _ => {
+                all_null = false;
+                saw_undefined = true;
+            }
+        }
+    }
+    if and && saw_null || !and && all_null {
+        return Value::Null;
+    }
+    if decided {
+        Value::Bool(!and)
+    } else if saw_undefined {
+        Value::Undefined
+    } else {
+        Value::Bool(and)
+    }
+}
+
+/// Routing comparison (IoT Edge routing engine). Operands are statically typed there, so
+/// values of different types meet only through `$body` / `$twin` queries, where `=` is `false`
+/// and `!=` is `true` (`$body.temperature = '50'` is false, `$body.temperature != null` true); a
+/// missing body member reads as `null`, so it equals `null`. Undefined and NaN (the engine's
+/// undefined number) compare to nothing.
+pub fn routing_compare<'a, N: Node<'a>>(
+    op: CompareOp,
+    l: &Value<'a, N>,
+    r: &Value<'a, N>,
+) -> Option<bool> {
+    let undefined = |v: &Value<'a, N>| match v {
+        Value::Undefined | Value::Node(_) | Value::Json(_) => true,
+        Value::Number(n) => n.is_nan(),
+        _ => false,
+    };
+    if undefined(l) || undefined(r) {
+        return None;
+    }
+    match op {
+        CompareOp::Eq => Some(equals(l, r).unwrap_or(false)),
+        CompareOp::Ne => Some(!equals(l, r).unwrap_or(false)),
+        _ => compare(op, l, r),
+    }
+}
+
+/// Parses a string the way `AS_NUMBER` does in routing (.NET `double.TryParse` with
+/// `NumberStyles.Any`, invariant culture): surrounding spaces, a sign, thousands separators,
+/// a fraction and an exponent; `Infinity`, `-Infinity` and `NaN` by name. Out-of-range
+/// exponents give ±Infinity (`'10e1000'`).
+pub fn routing_parse_number(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if body.eq_ignore_ascii_case("infinity") || body.eq_ignore_ascii_case("nan") {
+        let v = if body.eq_ignore_ascii_case("nan") {
+            f64::NAN
+        } else {
+            f64::INFINITY
+        };
+        return Some(if t.starts_with('-') { -v } else { v });
+    }
+    if body.is_empty() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let mut mantissa_end = body.len();
+    if let Some(e) = body.find(['e', 'E']) {
+        mantissa_end = e;
+    }
+    if body[..mantissa_end].contains(',') && body[..mantissa_end].contains('.') {
+        let dot = body.find('.').unwrap_or(0);
+        if body[dot..mantissa_end].contains(',') {
+            return None;
+        }
+    }
+    let cleaned: String = body[..mantissa_end].chars().filter(|&c| c != ',').collect();
+    let text = format!(
+        "{}{}{}",
+        if t.starts_with('-') { "-" } else { "" },
+        cleaned,
+        &body[mantissa_end..]
+    );
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
+    text.parse::<f64>().ok()
 }
 
 /// Type-strict equality (spec §2.3): `Some(bool)` between primitives of one type, `None`
@@ -729,6 +858,22 @@ fn kind_check<'a, C: Context<'a>>(
 fn call<'a, C: Context<'a>>(f: Func, args: &'a [CExpr], ctx: &C, mode: Mode) -> Value<'a, C::N> {
     let arg = |i: usize| &args[i];
     match f {
+        Func::IsDefined if mode == Mode::Routing => {
+            // Routing (spec §3.3, Q-13): objects, arrays and NaN are not "defined", and neither
+            // is a `null` read from `$body` / `$twin`; a `null` application property or the
+            // literal `null` is.
+            let dynamic = is_message_query(arg(0));
+            Value::Bool(match eval(arg(0), ctx, mode) {
+                Value::Undefined | Value::Node(_) | Value::Json(_) => false,
+                Value::Number(n) => !n.is_nan(),
+                Value::Null => !dynamic,
+                _ => true,
+            })
+        }
+        Func::IsNumber if mode == Mode::Routing => {
+            // Routing: Infinity and NaN are not numbers (`is_number(3 / 0)` is false).
+            Value::Bool(matches!(eval(arg(0), ctx, mode), Value::Number(n) if n.is_finite()))
+        }
         Func::IsDefined => Value::Bool(eval(arg(0), ctx, mode).is_defined()),
         Func::IsNull => kind_check(arg(0), ctx, mode, |k| k == Kind::Null),
         Func::IsBool => kind_check(arg(0), ctx, mode, |k| k == Kind::Bool),
@@ -789,7 +934,9 @@ fn call<'a, C: Context<'a>>(f: Func, args: &'a [CExpr], ctx: &C, mode: Mode) -> 
         Func::Ceiling => num(num_arg(arg(0), ctx, mode).map(f64::ceil)),
         Func::Floor => num(num_arg(arg(0), ctx, mode).map(f64::floor)),
         Func::Sign => num(num_arg(arg(0), ctx, mode).map(|x| {
-            if x > 0.0 {
+            if x.is_nan() && mode == Mode::Routing {
+                f64::NAN
+            } else if x > 0.0 {
                 1.0
             } else if x < 0.0 {
                 -1.0
@@ -800,15 +947,18 @@ fn call<'a, C: Context<'a>>(f: Func, args: &'a [CExpr], ctx: &C, mode: Mode) -> 
         Func::Sqrt => num(num_arg(arg(0), ctx, mode).map(f64::sqrt)),
         Func::AsNumber => match eval(arg(0), ctx, mode) {
             Value::Number(n) => Value::Number(n),
+            Value::String(s) if mode == Mode::Routing => num(routing_parse_number(&s)),
             Value::String(s) => num(s.trim().parse::<f64>().ok()),
             _ => Value::Undefined,
         },
         Func::Concat => {
             let mut out = String::new();
             for a in args {
-                match str_arg(a, ctx, mode) {
-                    Some(s) => out.push_str(&s),
-                    None => return Value::Undefined,
+                match eval(a, ctx, mode) {
+                    Value::String(s) => out.push_str(&s),
+                    // Routing: a `null` application property concatenates as ''.
+                    Value::Null if mode == Mode::Routing => {}
+                    _ => return Value::Undefined,
                 }
             }
             Value::String(Cow::Owned(out))
@@ -842,6 +992,8 @@ fn call<'a, C: Context<'a>>(f: Func, args: &'a [CExpr], ctx: &C, mode: Mode) -> 
             }
             let take = match len {
                 Some(l) if l < 0.0 || l.fract() != 0.0 => return Value::Undefined,
+                // Routing: a range past the end is an error there, so Undefined.
+                Some(l) if mode == Mode::Routing && start + l > count => return Value::Undefined,
                 Some(l) => l.min(count - start),
                 None => count - start,
             };
@@ -864,6 +1016,16 @@ fn call<'a, C: Context<'a>>(f: Func, args: &'a [CExpr], ctx: &C, mode: Mode) -> 
             _ => Value::Undefined,
         },
         Func::Count | Func::Sum | Func::Avg | Func::Min | Func::Max => Value::Undefined,
+    }
+}
+
+/// Whether an expression reads the message body or twin (`$body.…`, `$twin.…`), possibly
+/// behind a `??` fallback: the routing engine's dynamically typed values.
+fn is_message_query(e: &CExpr) -> bool {
+    match e {
+        CExpr::Path(p) => matches!(p.root, Root::Body | Root::Twin),
+        CExpr::Coalesce(a, b) => is_message_query(a) || is_message_query(b),
+        _ => false,
     }
 }
 

@@ -19,5 +19,6 @@
 pub mod eval;
 pub mod functions;
 pub mod plan;
+pub mod routing;
 pub mod validate;
 pub mod value;
