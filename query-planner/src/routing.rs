@@ -1117,6 +1117,19 @@ mod tests {
     }
 
     #[test]
+    fn validation_reports_type_errors_once() {
+        use crate::validate::{codes, validate_routing};
+        let e = twinql_parser::parse_routing("none AND true").unwrap();
+        let r = validate_routing(&e);
+        assert_eq!(r.diagnostics.len(), 1);
+        assert_eq!(r.diagnostics[0].code, codes::ROUTING_TYPE);
+        let e = twinql_parser::parse_routing("nope(1) = 1").unwrap();
+        let r = validate_routing(&e);
+        assert_eq!(r.diagnostics.len(), 1);
+        assert_eq!(r.diagnostics[0].code, codes::UNKNOWN_FUNCTION);
+    }
+
+    #[test]
     fn as_number_reads_dotnet_numbers() {
         use crate::eval::routing_parse_number as p;
         assert_eq!(p(" 1,000.5 "), Some(1000.5));

@@ -84,6 +84,11 @@ pub mod codes {
     pub const EMPTY_IN_LIST: &str = "empty-in-list";
     /// Warning. `tags.x + 'a' = 1`: arithmetic on a string, boolean, null or array literal.
     pub const NON_NUMERIC_ARITHMETIC: &str = "non-numeric-arithmetic";
+    /// Error. A routing condition the routing engine's type check rejects: `3 + '4'`,
+    /// `none AND true` (application properties are strings), `as_number(true)`, `$body` or
+    /// `twin_change_includes` where the route's flags do not allow them (see
+    /// [`crate::routing`]). The message is the engine's own wording.
+    pub const ROUTING_TYPE: &str = "routing-type";
 }
 
 /// How strictly to validate.
@@ -907,10 +912,31 @@ fn unknown_function_help(set: FunctionSet, name: &str) -> Option<String> {
 // =============================================================================================
 
 /// Validates a message-routing condition: unknown functions (with the reverse spelling hint,
-/// `STARTSWITH` → `STARTS_WITH`) and wrong arity.
+/// `STARTSWITH` → `STARTS_WITH`), wrong arity, and the routing type check
+/// ([`crate::routing::check_routing_with`]) with every flag on and the source unknown.
 pub fn validate_routing(e: &Expr) -> Report {
+    validate_routing_with(e, &crate::routing::RoutingOptions::default())
+}
+
+/// [`validate_routing`] for a route with the given flags and message source.
+pub fn validate_routing_with(e: &Expr, opts: &crate::routing::RoutingOptions) -> Report {
     let mut diags = Vec::new();
     routing_expr(&mut diags, e);
+    // Type errors, except where a name or arity error above already covers the spot.
+    for err in crate::routing::check_routing_with(e, opts) {
+        let covered = diags
+            .iter()
+            .any(|d| d.span.start < err.span.end && err.span.start < d.span.end);
+        if !covered {
+            diags.push(Diagnostic {
+                severity: Severity::Error,
+                code: codes::ROUTING_TYPE,
+                message: err.message,
+                span: err.span,
+                help: None,
+            });
+        }
+    }
     diags.sort_by_key(|d| (d.span.start, std::cmp::Reverse(d.span.end), d.severity));
     Report { diagnostics: diags }
 }
