@@ -77,6 +77,10 @@ pub trait Node<'a>: Copy + Sized + Send + Sync {
     fn element(self, index: usize) -> Option<Self>;
     /// Number of elements or members (0 for scalars).
     fn len(self) -> usize;
+    /// Whether there are no elements or members (always for scalars).
+    fn is_empty(self) -> bool {
+        self.len() == 0
+    }
     /// Appends the node as JSON text, exactly as stored (member order and number text kept).
     fn write_json(self, out: &mut Vec<u8>);
     /// Calls `f` for each member of an object, in order.
