@@ -658,3 +658,175 @@ pub(crate) fn truncate(s: &str) -> String {
         None => s.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str, dialect: Dialect) -> Vec<TokenKind> {
+        let (tokens, errors) = tokenize(text, dialect);
+        assert!(errors.is_empty(), "{text:?}: {errors:?}");
+        tokens.into_iter().map(|t| t.kind).collect()
+    }
+
+    fn ident(s: &str) -> TokenKind {
+        TokenKind::Ident(s.to_string())
+    }
+
+    #[test]
+    fn keywords_in_any_case() {
+        assert_eq!(
+            kinds("select Select SELECT nin", Dialect::Query),
+            vec![
+                TokenKind::Keyword(Keyword::Select),
+                TokenKind::Keyword(Keyword::Select),
+                TokenKind::Keyword(Keyword::Select),
+                TokenKind::Keyword(Keyword::Nin),
+                TokenKind::Eof
+            ]
+        );
+    }
+
+    #[test]
+    fn dash_continues_identifiers_only_when_glued() {
+        assert_eq!(
+            kinds("a-b", Dialect::Query),
+            vec![ident("a-b"), TokenKind::Eof]
+        );
+        assert_eq!(
+            kinds("a - b", Dialect::Query),
+            vec![ident("a"), TokenKind::Minus, ident("b"), TokenKind::Eof]
+        );
+        assert_eq!(
+            kinds("a -b", Dialect::Query),
+            vec![ident("a"), TokenKind::Minus, ident("b"), TokenKind::Eof]
+        );
+        assert_eq!(
+            kinds("a- b", Dialect::Query),
+            vec![ident("a"), TokenKind::Minus, ident("b"), TokenKind::Eof]
+        );
+        assert_eq!(
+            kinds("a--b", Dialect::Query),
+            vec![
+                ident("a"),
+                TokenKind::Minus,
+                TokenKind::Minus,
+                ident("b"),
+                TokenKind::Eof
+            ]
+        );
+        assert_eq!(
+            kinds("x-1", Dialect::Query),
+            vec![ident("x-1"), TokenKind::Eof]
+        );
+        assert_eq!(
+            kinds("1-x", Dialect::Query)[1..3],
+            [TokenKind::Minus, ident("x")]
+        );
+        assert_eq!(
+            kinds("$a-b", Dialect::Query),
+            vec![TokenKind::DollarIdent("$a-b".into()), TokenKind::Eof]
+        );
+    }
+
+    #[test]
+    fn spans_are_bytes() {
+        let (tokens, _) = tokenize("é = 'ü'", Dialect::Query);
+        let spans: Vec<_> = tokens.iter().map(|t| t.span.range()).collect();
+        assert_eq!(spans, vec![0..2, 3..4, 5..9, 9..9]);
+    }
+
+    #[test]
+    fn strings() {
+        let s = |text: &str| match &kinds(text, Dialect::Query)[0] {
+            TokenKind::String(s) => s.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(s(r#"'a\'b\"c\\d'"#), "a'b\"c\\d");
+        assert_eq!(s(r#""a\'b\"c""#), "a'b\"c");
+        assert_eq!(s("'it''s'"), "it's");
+        assert_eq!(s(r"'\u00e9\uD83D\uDE00'"), "é😀");
+        assert_eq!(s("''"), "");
+    }
+
+    #[test]
+    fn numbers() {
+        let n = |text: &str| match &kinds(text, Dialect::Query)[0] {
+            TokenKind::Number(n) => (n.text.clone(), n.value),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(n("42"), ("42".into(), 42.0));
+        assert_eq!(n("1.5"), ("1.5".into(), 1.5));
+        assert_eq!(n("1e3"), ("1e3".into(), 1000.0));
+        assert_eq!(n("1.5E-2"), ("1.5E-2".into(), 0.015));
+        assert_eq!(n("0x1F"), ("0x1F".into(), 31.0));
+        assert_eq!(n("0XdeadBEEF"), ("0XdeadBEEF".into(), 3735928559.0));
+        assert_eq!(n("10e1000").1, f64::INFINITY);
+        for bad in ["12abc", "0x", "1e", "1e+", "1.", "0x1G"] {
+            let (_, errors) = tokenize(bad, Dialect::Query);
+            assert_eq!(errors[0].kind, ErrorKind::InvalidNumber, "{bad}");
+        }
+    }
+
+    #[test]
+    fn routing_dollar_paths_are_greedy() {
+        assert_eq!(
+            kinds("$body.Welcome!.he[0]", Dialect::Routing),
+            vec![
+                TokenKind::DollarIdent("$body".into()),
+                TokenKind::Dot,
+                ident("Welcome!"),
+                TokenKind::Dot,
+                ident("he"),
+                TokenKind::LBracket,
+                TokenKind::Number(Number {
+                    value: 0.0,
+                    text: "0".into()
+                }),
+                TokenKind::RBracket,
+                TokenKind::Eof
+            ]
+        );
+        // In twin queries `!` is not a name character.
+        let (_, errors) = tokenize("$body.Welcome!.he", Dialect::Query);
+        assert_eq!(errors[0].kind, ErrorKind::InvalidCharacter);
+    }
+
+    #[test]
+    fn operators() {
+        assert_eq!(
+            kinds(
+                "= != <> < <= > >= + - * / % ( ) [ ] , . ; && || == ?? { }",
+                Dialect::Query
+            ),
+            vec![
+                TokenKind::Eq,
+                TokenKind::Ne,
+                TokenKind::Ne,
+                TokenKind::Lt,
+                TokenKind::Le,
+                TokenKind::Gt,
+                TokenKind::Ge,
+                TokenKind::Plus,
+                TokenKind::Minus,
+                TokenKind::Star,
+                TokenKind::Slash,
+                TokenKind::Percent,
+                TokenKind::LParen,
+                TokenKind::RParen,
+                TokenKind::LBracket,
+                TokenKind::RBracket,
+                TokenKind::Comma,
+                TokenKind::Dot,
+                TokenKind::Semicolon,
+                TokenKind::AndAnd,
+                TokenKind::OrOr,
+                TokenKind::EqEq,
+                TokenKind::Coalesce,
+                TokenKind::LBrace,
+                TokenKind::RBrace,
+                TokenKind::Eof
+            ]
+        );
+    }
+}
