@@ -9,8 +9,12 @@
 //! ```
 
 pub mod cli;
+pub mod db;
 pub mod diagnostics;
+pub mod r#gen;
+pub mod token;
 
+pub use db::{Database, ItemType, Page, QueryError, QueryOptions};
 pub use diagnostics::{CheckReport, Dialect, check};
 pub use twinql_parser as parser;
 pub use twinql_planner as planner;

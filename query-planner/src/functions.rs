@@ -175,9 +175,8 @@ pub fn lookup(set: FunctionSet, name: &str) -> Option<FuncInfo> {
     };
     match set {
         FunctionSet::Twin => find(TWIN_FUNCTIONS),
-        FunctionSet::Extended => find(TWIN_FUNCTIONS).or_else(|| {
-            find(ROUTING_FUNCTIONS).filter(|i| i.func != Func::TwinChangeIncludes)
-        }),
+        FunctionSet::Extended => find(TWIN_FUNCTIONS)
+            .or_else(|| find(ROUTING_FUNCTIONS).filter(|i| i.func != Func::TwinChangeIncludes)),
         FunctionSet::Routing => find(ROUTING_FUNCTIONS),
     }
 }

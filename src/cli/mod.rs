@@ -2,7 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check;
+pub mod data;
+pub mod demo;
+pub mod r#gen;
+pub mod query;
 
 /// The IoT Hub twin query language, without a hub.
 #[derive(Debug, Parser)]
@@ -20,6 +25,14 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the canonical form of a query.
     Fmt(check::FmtArgs),
+    /// Run a query over files of twins and print the rows.
+    Query(query::QueryArgs),
+    /// Load twins once and time a file of queries.
+    Bench(bench::BenchArgs),
+    /// Generate twins in memory and take a tour of the language with timings.
+    Demo(demo::DemoArgs),
+    /// Write deterministic synthetic twins as JSON Lines.
+    Gen(r#gen::GenArgs),
 }
 
 /// Runs the command line; returns the process exit status.
@@ -35,5 +48,9 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check(args) => check::run_check(args),
         Command::Fmt(args) => check::run_fmt(args),
+        Command::Query(args) => query::run_query(args),
+        Command::Bench(args) => bench::run_bench(args),
+        Command::Demo(args) => demo::run_demo(args),
+        Command::Gen(args) => r#gen::run_gen(args),
     }
 }

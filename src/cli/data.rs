@@ -1,0 +1,58 @@
+//! Loading twins for the commands that run queries.
+
+use crate::db::Database;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+use twinql_store::{LoadOptions, Store};
+
+/// Where twins come from.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// A file of twins: JSON Lines or a JSON array of device twins, module twins (with
+    /// `moduleId`) and their `jobs`. May be given several times.
+    #[arg(long = "data", value_name = "FILE", required = true)]
+    pub data: Vec<PathBuf>,
+    /// Load the valid documents and report the invalid ones instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+/// Loads every `--data` file; on failure prints the error and returns the exit status.
+pub fn load_database(args: &DataArgs) -> Result<Database, i32> {
+    load_with_time(args).map(|(db, _)| db)
+}
+
+/// Loads every `--data` file and measures how long it took (seconds).
+pub fn load_with_time(args: &DataArgs) -> Result<(Database, f64), i32> {
+    let mut store = Store::new();
+    let opts = LoadOptions {
+        skip_invalid: args.skip_invalid,
+        progress: true,
+        ..LoadOptions::default()
+    };
+    let start = Instant::now();
+    for path in &args.data {
+        match store.load_path(path, &opts) {
+            Ok(report) => {
+                if report.skipped > 0 {
+                    eprintln!(
+                        "warning: {}: skipped {} invalid line{}",
+                        path.display(),
+                        report.skipped,
+                        if report.skipped == 1 { "" } else { "s" }
+                    );
+                    for reason in report.errors.iter().take(10) {
+                        eprintln!("  {reason}");
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(2);
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((Database::from_store(store), secs))
+}
