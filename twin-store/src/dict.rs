@@ -1,0 +1,136 @@
+//! The store-wide key dictionary: every member name seen, with a dense `u32` id.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small, fast hasher for short keys (FxHash). Inputs are member names and ids from the
+/// loaded data; a crafted input can only make loading slower, never wrong.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// `BuildHasher` for [`FxHasher`].
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// Member names of a store. Ids are dense and never reused; `folded` maps a lower-cased name
+/// to every id with that folding, in id order.
+#[derive(Debug, Default)]
+pub(crate) struct KeyDict {
+    names: Vec<Box<str>>,
+    /// `"name":` with JSON escaping, ready to copy into output.
+    json_names: Vec<Box<[u8]>>,
+    exact: HashMap<Box<str>, u32, FxBuild>,
+    folded: HashMap<Box<str>, Vec<u32>, FxBuild>,
+}
+
+impl KeyDict {
+    /// The id of `name`, adding it if new.
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.exact.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        let mut json = Vec::with_capacity(name.len() + 3);
+        crate::tape::write_str(name, &mut json);
+        json.push(b':');
+        self.json_names.push(json.into_boxed_slice());
+        self.exact.insert(name.into(), id);
+        self.folded
+            .entry(name.to_lowercase().into_boxed_str())
+            .or_default()
+            .push(id);
+        id
+    }
+
+    /// The id of `name`, if known.
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        self.exact.get(name).copied()
+    }
+
+    /// Ids of every name equal to `folded` (a lower-cased name) ignoring case.
+    pub(crate) fn folded(&self, folded: &str) -> &[u32] {
+        self.folded
+            .get(folded)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The name with id `id` (empty for an unknown id).
+    #[inline]
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names
+            .get(id as usize)
+            .map(|s| &**s)
+            .unwrap_or_default()
+    }
+
+    /// `"name":` for id `id`.
+    #[inline]
+    pub(crate) fn json_name(&self, id: u32) -> &[u8] {
+        self.json_names
+            .get(id as usize)
+            .map(|s| &**s)
+            .unwrap_or(b"\"\":")
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Approximate heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let names: usize = self.names.iter().map(|n| n.len()).sum();
+        let json: usize = self.json_names.iter().map(|n| n.len()).sum();
+        let folded: usize = self
+            .folded
+            .iter()
+            .map(|(k, v)| k.len() + v.len() * 4 + 24)
+            .sum();
+        // names, exact-map keys, JSON names, folded names; plus table slots.
+        names * 2 + json + folded + self.names.len() * (16 + 16 + 24 + 8)
+    }
+}

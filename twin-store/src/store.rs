@@ -1,0 +1,409 @@
+//! The store: chunks of tape, the key dictionary and the three collections.
+
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Range;
+
+use rayon::prelude::*;
+use twinql_planner::value::{Key, Node};
+
+use crate::dict::KeyDict;
+use crate::tape::{Chunk, NodeRef};
+
+/// Dense id of a document within its collection, in load order.
+pub type DocId = u32;
+
+/// The key id [`Store::resolve_key`] puts in [`Key::exact`] for a name no document has.
+pub const ABSENT_KEY: u32 = u32::MAX;
+
+/// Store-wide ids of the identity members (interned first by [`Store::new`]).
+pub(crate) const DEVICE_ID_KEY: u32 = 0;
+pub(crate) const MODULE_ID_KEY: u32 = 1;
+pub(crate) const JOB_ID_KEY: u32 = 2;
+
+/// The three collections of the query language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CollectionKind {
+    /// `FROM devices`: device twins, identified by `deviceId`.
+    Devices = 0,
+    /// `FROM devices.modules`: module twins, identified by (`deviceId`, `moduleId`).
+    Modules = 1,
+    /// `FROM devices.jobs`: per-device job records, identified by (`deviceId`, `jobId`).
+    Jobs = 2,
+}
+
+impl CollectionKind {
+    /// All collections.
+    pub const ALL: [CollectionKind; 3] = [
+        CollectionKind::Devices,
+        CollectionKind::Modules,
+        CollectionKind::Jobs,
+    ];
+
+    /// The collection's name in a query: `devices`, `devices.modules`, `devices.jobs`.
+    pub fn query_name(self) -> &'static str {
+        match self {
+            CollectionKind::Devices => "devices",
+            CollectionKind::Modules => "devices.modules",
+            CollectionKind::Jobs => "devices.jobs",
+        }
+    }
+}
+
+impl std::fmt::Display for CollectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CollectionKind::Devices => "device",
+            CollectionKind::Modules => "module",
+            CollectionKind::Jobs => "job",
+        })
+    }
+}
+
+/// Where a document starts: chunk and tape position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DocLoc {
+    pub(crate) chunk: u32,
+    pub(crate) pos: u32,
+}
+
+/// Documents of one collection and the index of their identities.
+#[derive(Default)]
+pub(crate) struct CollData {
+    pub(crate) docs: Vec<DocLoc>,
+    /// (document id, 32-bit identity hash): keeping the hash makes growing the table cheap.
+    pub(crate) index: hashbrown::HashTable<(DocId, u32)>,
+}
+
+/// The 64-bit hash the index uses for a 32-bit identity hash (hashbrown takes the bucket
+/// from the low bits and a tag from the top seven).
+#[inline]
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
+
+/// Bytes held by a store, by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Document tapes.
+    pub tapes: usize,
+    /// Doubles of non-integer numbers.
+    pub floats: usize,
+    /// Per-chunk maps from local to store-wide key ids.
+    pub key_maps: usize,
+    /// The key dictionary.
+    pub dictionary: usize,
+    /// Per-collection document tables (chunk and position of each document).
+    pub doc_tables: usize,
+    /// Identity indexes.
+    pub indexes: usize,
+}
+
+impl MemoryUsage {
+    /// The sum of all parts.
+    pub fn total(&self) -> usize {
+        self.tapes + self.floats + self.key_maps + self.dictionary + self.doc_tables + self.indexes
+    }
+}
+
+/// An in-memory store of device twins, module twins and job records.
+///
+/// Documents are immutable once loaded; loading appends. See the crate docs for an example.
+pub struct Store {
+    pub(crate) dict: KeyDict,
+    pub(crate) chunks: Vec<Chunk>,
+    pub(crate) colls: [CollData; 3],
+    hasher: RandomState,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("devices", &self.devices().len())
+            .field("modules", &self.modules().len())
+            .field("jobs", &self.jobs().len())
+            .field("keys", &self.dict.len())
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+/// The identity of the document at `loc`: `deviceId` and, for modules and jobs, `moduleId` /
+/// `jobId`.
+pub(crate) fn identity<'a>(
+    chunks: &'a [Chunk],
+    dict: &'a KeyDict,
+    kind: CollectionKind,
+    loc: DocLoc,
+) -> (&'a str, Option<&'a str>) {
+    let Some(chunk) = chunks.get(loc.chunk as usize) else {
+        return ("", None);
+    };
+    let node = NodeRef {
+        chunk,
+        dict,
+        pos: loc.pos,
+    };
+    let str_of = |id| node.member_by_id(id).and_then(|n| n.as_str());
+    let dev = str_of(DEVICE_ID_KEY).unwrap_or_default();
+    let sub = match kind {
+        CollectionKind::Devices => None,
+        CollectionKind::Modules => str_of(MODULE_ID_KEY),
+        CollectionKind::Jobs => str_of(JOB_ID_KEY),
+    };
+    (dev, sub)
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        let mut dict = KeyDict::default();
+        dict.intern("deviceId");
+        dict.intern("moduleId");
+        dict.intern("jobId");
+        Store {
+            dict,
+            chunks: Vec::new(),
+            colls: Default::default(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Device twins (`FROM devices`).
+    pub fn devices(&self) -> Collection<'_> {
+        self.collection(CollectionKind::Devices)
+    }
+
+    /// Module twins (`FROM devices.modules`).
+    pub fn modules(&self) -> Collection<'_> {
+        self.collection(CollectionKind::Modules)
+    }
+
+    /// Job records (`FROM devices.jobs`).
+    pub fn jobs(&self) -> Collection<'_> {
+        self.collection(CollectionKind::Jobs)
+    }
+
+    /// One collection.
+    pub fn collection(&self, kind: CollectionKind) -> Collection<'_> {
+        Collection {
+            store: self,
+            kind,
+            docs: &self.colls[kind as usize].docs,
+        }
+    }
+
+    /// Fills `key.exact` and `key.folded_ids` with this store's key ids, so that
+    /// [`Node::member`] compares integers. A name no document has gets
+    /// `exact = Some(ABSENT_KEY)`, which makes every lookup a quick miss.
+    ///
+    /// Resolve keys after loading: a key resolved before a later load does not know the
+    /// names that load added. A key resolved by another store gives wrong answers here.
+    pub fn resolve_key(&self, key: &mut Key) {
+        key.exact = Some(self.dict.get(&key.name).unwrap_or(ABSENT_KEY));
+        key.folded_ids = self.dict.folded(&key.folded).into();
+    }
+
+    /// The store-wide id of a member name, if some document has it.
+    pub fn key_id(&self, name: &str) -> Option<u32> {
+        self.dict.get(name)
+    }
+
+    /// The member name with id `id` (empty if unknown).
+    pub fn key_name(&self, id: u32) -> &str {
+        self.dict.name(id)
+    }
+
+    /// Number of distinct member names.
+    pub fn key_count(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// Heap bytes held, by part.
+    pub fn memory(&self) -> MemoryUsage {
+        let mut m = MemoryUsage {
+            dictionary: self.dict.heap_bytes(),
+            ..MemoryUsage::default()
+        };
+        for c in &self.chunks {
+            m.tapes += c.tape.len();
+            m.floats += c.floats.len() * 8;
+            m.key_maps += c.keys.len() * 4;
+        }
+        m.key_maps += self.chunks.capacity() * std::mem::size_of::<Chunk>();
+        for coll in &self.colls {
+            m.doc_tables += coll.docs.capacity() * std::mem::size_of::<DocLoc>();
+            m.indexes += coll.index.capacity() * (std::mem::size_of::<(DocId, u32)>() + 1);
+        }
+        m
+    }
+
+    /// Total heap bytes held (tapes, dictionary, tables).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory().total()
+    }
+
+    /// Adds a document at `loc` to collection `kind`; `Err` holds the id of the document that
+    /// already has this identity.
+    /// The identity members are the strings at tape positions `dev_pos` and `sub_pos` of
+    /// the document's chunk.
+    pub(crate) fn insert(
+        &mut self,
+        kind: CollectionKind,
+        loc: DocLoc,
+        dev_pos: u32,
+        sub_pos: Option<u32>,
+    ) -> Result<DocId, DocId> {
+        let Store {
+            dict,
+            chunks,
+            colls,
+            hasher,
+        } = self;
+        let chunk = &chunks[loc.chunk as usize];
+        let string = |pos| NodeRef { chunk, dict, pos }.as_str();
+        let dev = string(dev_pos).unwrap_or_default();
+        let sub = sub_pos.and_then(string);
+        let h = hasher.hash_one((dev, sub)) as u32;
+        let CollData { docs, index } = &mut colls[kind as usize];
+        let found = index.find(spread(h), |&(id, hh)| {
+            hh == h
+                && docs
+                    .get(id as usize)
+                    .is_some_and(|&l| identity(chunks, dict, kind, l) == (dev, sub))
+        });
+        if let Some(&(id, _)) = found {
+            return Err(id);
+        }
+        let id = docs.len() as DocId;
+        docs.push(loc);
+        index.insert_unique(spread(h), (id, h), |&(_, hh)| spread(hh));
+        Ok(id)
+    }
+
+    /// Removes the documents with ids from `keep` on from collection `kind`.
+    pub(crate) fn truncate(&mut self, kind: CollectionKind, keep: usize) {
+        let Store {
+            dict,
+            chunks,
+            colls,
+            hasher,
+        } = self;
+        let CollData { docs, index } = &mut colls[kind as usize];
+        for id in (keep..docs.len()).rev() {
+            let h = hasher.hash_one(identity(chunks, dict, kind, docs[id])) as u32;
+            if let Ok(entry) = index.find_entry(spread(h), |&(x, _)| x as usize == id) {
+                entry.remove();
+            }
+        }
+        docs.truncate(keep);
+    }
+}
+
+/// The documents of one collection, in load order, with dense ids `0..len()`.
+#[derive(Clone, Copy)]
+pub struct Collection<'a> {
+    store: &'a Store,
+    kind: CollectionKind,
+    docs: &'a [DocLoc],
+}
+
+impl<'a> Collection<'a> {
+    /// The store the collection belongs to.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// Which collection this is.
+    pub fn kind(&self) -> CollectionKind {
+        self.kind
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// All document ids, `0..len()`.
+    pub fn ids(&self) -> Range<DocId> {
+        0..self.docs.len() as DocId
+    }
+
+    /// The document with id `id`.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not below [`len`](Self::len).
+    #[inline]
+    pub fn doc(&self, id: DocId) -> NodeRef<'a> {
+        self.node(self.docs[id as usize])
+    }
+
+    /// The document with id `id`, if there is one.
+    #[inline]
+    pub fn get(&self, id: DocId) -> Option<NodeRef<'a>> {
+        self.docs.get(id as usize).map(|&l| self.node(l))
+    }
+
+    #[inline]
+    fn node(&self, loc: DocLoc) -> NodeRef<'a> {
+        NodeRef {
+            chunk: &self.store.chunks[loc.chunk as usize],
+            dict: &self.store.dict,
+            pos: loc.pos,
+        }
+    }
+
+    /// The documents in id order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = NodeRef<'a>> + DoubleEndedIterator + 'a {
+        let this = *self;
+        self.docs.iter().map(move |&l| this.node(l))
+    }
+
+    /// The documents as a parallel iterator (ids in order, for `enumerate`).
+    pub fn par_iter(&self) -> impl IndexedParallelIterator<Item = NodeRef<'a>> + 'a {
+        let this = *self;
+        self.docs.par_iter().map(move |&l| this.node(l))
+    }
+
+    /// The id of the document with this identity: `sub_id` is the `moduleId` for modules,
+    /// the `jobId` for jobs, and `None` for devices.
+    pub fn find(&self, device_id: &str, sub_id: Option<&str>) -> Option<DocId> {
+        let store = self.store;
+        let h = store.hasher.hash_one((device_id, sub_id)) as u32;
+        store.colls[self.kind as usize]
+            .index
+            .find(spread(h), |&(id, hh)| {
+                hh == h
+                    && self.docs.get(id as usize).is_some_and(|&l| {
+                        identity(&store.chunks, &store.dict, self.kind, l) == (device_id, sub_id)
+                    })
+            })
+            .map(|&(id, _)| id)
+    }
+
+    /// The identity of document `id` (`deviceId`, and `moduleId` / `jobId`).
+    pub fn identity(&self, id: DocId) -> Option<(&'a str, Option<&'a str>)> {
+        let &l = self.docs.get(id as usize)?;
+        Some(identity(&self.store.chunks, &self.store.dict, self.kind, l))
+    }
+}
+
+impl std::fmt::Debug for Collection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("kind", &self.kind)
+            .field("len", &self.len())
+            .finish()
+    }
+}

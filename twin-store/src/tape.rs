@@ -1,0 +1,628 @@
+//! The tape: a compact, 7-bit-clean byte encoding of JSON documents, and [`NodeRef`], the
+//! handle the evaluator reads it through.
+//!
+//! Every byte the encoder writes itself is below `0x80`, so a tape made of these bytes and of
+//! the UTF-8 contents of strings is valid UTF-8 as a whole. A chunk keeps its tape as a `str`,
+//! and [`NodeRef::as_str`] is a plain slice of it: no validation, no copy, no `unsafe`.
+//!
+//! | tag | meaning | followed by |
+//! |---|---|---|
+//! | `0x00` | `null` | |
+//! | `0x01` / `0x02` | `false` / `true` | |
+//! | `0x03` | integer written canonically (`-?(0\|[1-9][0-9]*)`, fits `i64`) | zig-zag varint |
+//! | `0x04` | number whose text equals Rust's `{}` of its `f64` | varint index into the chunk's floats |
+//! | `0x05` | any other number | varint float index, varint length, the text |
+//! | `0x06` | string of 64 bytes or more | varint length, UTF-8 bytes |
+//! | `0x07` | array | varint body length, varint count, elements |
+//! | `0x08` | object | varint body length, varint count, members: varint key id + value |
+//! | `0x40 + n` | string of `n` < 64 bytes | `n` UTF-8 bytes |
+//!
+//! Varints are little-endian groups of 6 bits; bit `0x40` of a byte says another follows. Key
+//! ids in a chunk's tape are local to the chunk and map to store-wide ids through the chunk's
+//! key table. The body length lets a reader skip a subtree without looking inside it.
+
+use std::io::Write;
+
+use twinql_planner::value::{Key, Kind, Node};
+
+use crate::dict::KeyDict;
+
+pub(crate) const NULL: u8 = 0x00;
+pub(crate) const FALSE: u8 = 0x01;
+pub(crate) const TRUE: u8 = 0x02;
+pub(crate) const INT: u8 = 0x03;
+pub(crate) const FLOAT: u8 = 0x04;
+pub(crate) const NUM_TEXT: u8 = 0x05;
+pub(crate) const STR: u8 = 0x06;
+pub(crate) const ARR: u8 = 0x07;
+pub(crate) const OBJ: u8 = 0x08;
+pub(crate) const SHORT_STR: u8 = 0x40;
+/// Strings shorter than this get their length in the tag byte.
+pub(crate) const SHORT_STR_MAX: usize = 64;
+
+/// Appends `v` as a 6-bit-group varint.
+#[inline]
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x3f) as u8;
+        v >>= 6;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x40);
+    }
+}
+
+/// Number of bytes `put_varint` writes for `v`.
+#[inline]
+pub(crate) fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x40 {
+        v >>= 6;
+        n += 1;
+    }
+    n
+}
+
+/// Writes `v` as a varint at `at` (the space must exist); returns the position after it.
+#[inline]
+pub(crate) fn write_varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    loop {
+        let b = (v & 0x3f) as u8;
+        v >>= 6;
+        let byte = if v == 0 { b } else { b | 0x40 };
+        if let Some(slot) = buf.get_mut(at) {
+            *slot = byte;
+        }
+        at += 1;
+        if v == 0 {
+            return at;
+        }
+    }
+}
+
+/// Reads a varint at `pos`; returns the value and the position after it. Reading past the end
+/// yields what was read so far (tapes are written by this crate, so that does not happen).
+#[inline(always)]
+pub(crate) fn get_varint(t: &[u8], pos: usize) -> (u64, usize) {
+    match t.get(pos) {
+        Some(&b) if b < 0x40 => (u64::from(b), pos + 1),
+        _ => get_varint_slow(t, pos),
+    }
+}
+
+#[inline(never)]
+fn get_varint_slow(t: &[u8], mut pos: usize) -> (u64, usize) {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    while let Some(&b) = t.get(pos) {
+        pos += 1;
+        if shift < 64 {
+            v |= u64::from(b & 0x3f) << shift;
+        }
+        shift += 6;
+        if b & 0x40 == 0 {
+            break;
+        }
+    }
+    (v, pos)
+}
+
+/// Zig-zag encoding of a signed integer.
+#[inline]
+pub(crate) fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// Position just after the node that starts at `pos`.
+#[inline]
+pub(crate) fn skip(t: &[u8], pos: usize) -> usize {
+    let Some(&tag) = t.get(pos) else {
+        return pos;
+    };
+    match tag {
+        NULL | FALSE | TRUE => pos + 1,
+        INT | FLOAT => get_varint(t, pos + 1).1,
+        NUM_TEXT => {
+            let (_, p) = get_varint(t, pos + 1);
+            let (len, p) = get_varint(t, p);
+            p + len as usize
+        }
+        STR => {
+            let (len, p) = get_varint(t, pos + 1);
+            p + len as usize
+        }
+        ARR | OBJ => {
+            let (len, p) = get_varint(t, pos + 1);
+            let (_, p) = get_varint(t, p);
+            p + len as usize
+        }
+        _ => pos + 1 + usize::from(tag - SHORT_STR),
+    }
+}
+
+/// One parsed chunk of documents: its tape, the doubles of its non-integer numbers, and the
+/// map from its local key ids to store-wide ones.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) tape: Box<str>,
+    pub(crate) floats: Box<[f64]>,
+    pub(crate) keys: Box<[u32]>,
+}
+
+impl Chunk {
+    #[inline]
+    pub(crate) fn global_key(&self, local: u64) -> u32 {
+        usize::try_from(local)
+            .ok()
+            .and_then(|i| self.keys.get(i))
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// A handle to one JSON node inside a [`Store`](crate::Store): a chunk, a position in its tape
+/// and the store's key dictionary. Copying it is free; reading it never allocates.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'a> {
+    pub(crate) chunk: &'a Chunk,
+    pub(crate) dict: &'a KeyDict,
+    pub(crate) pos: u32,
+}
+
+impl std::fmt::Debug for NodeRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_json_string())
+    }
+}
+
+impl<'a> NodeRef<'a> {
+    #[inline(always)]
+    fn bytes(self) -> &'a [u8] {
+        self.chunk.tape.as_bytes()
+    }
+
+    #[inline(always)]
+    fn tag(self) -> u8 {
+        self.bytes().get(self.pos as usize).copied().unwrap_or(NULL)
+    }
+
+    #[inline(always)]
+    fn at(self, pos: usize) -> NodeRef<'a> {
+        NodeRef {
+            chunk: self.chunk,
+            dict: self.dict,
+            pos: pos as u32,
+        }
+    }
+
+    /// For an array or object: (count, position of the first child, end position).
+    #[inline(always)]
+    fn container(self, want: u8) -> Option<(usize, usize, usize)> {
+        let t = self.bytes();
+        if self.tag() != want {
+            return None;
+        }
+        let (len, p) = get_varint(t, self.pos as usize + 1);
+        let (count, p) = get_varint(t, p);
+        Some((count as usize, p, p + len as usize))
+    }
+
+    /// The JSON text of this node, as [`Node::write_json`] writes it.
+    pub fn to_json_string(self) -> String {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The members of an object in document order (empty for other nodes).
+    pub fn members(self) -> Members<'a> {
+        match self.container(OBJ) {
+            Some((count, start, _)) => Members {
+                node: self,
+                pos: start,
+                left: count,
+            },
+            None => Members {
+                node: self,
+                pos: 0,
+                left: 0,
+            },
+        }
+    }
+
+    /// The elements of an array in order (empty for other nodes).
+    pub fn elements(self) -> Elements<'a> {
+        match self.container(ARR) {
+            Some((count, start, _)) => Elements {
+                node: self,
+                pos: start,
+                left: count,
+            },
+            None => Elements {
+                node: self,
+                pos: 0,
+                left: 0,
+            },
+        }
+    }
+
+    /// The number exactly as written in the input (`1.50`, `1e3`, `-0`), if this is a number.
+    pub fn number_text(self) -> Option<std::borrow::Cow<'a, str>> {
+        let t = self.bytes();
+        let pos = self.pos as usize;
+        match self.tag() {
+            INT | FLOAT => {
+                let mut out = Vec::new();
+                self.write_json(&mut out);
+                String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+            }
+            NUM_TEXT => {
+                let (_, p) = get_varint(t, pos + 1);
+                let (len, p) = get_varint(t, p);
+                self.chunk
+                    .tape
+                    .get(p..p + len as usize)
+                    .map(std::borrow::Cow::Borrowed)
+            }
+            _ => None,
+        }
+    }
+
+    /// The member with the store-wide key id `id`, if this is an object that has it.
+    #[inline]
+    pub fn member_by_id(self, id: u32) -> Option<NodeRef<'a>> {
+        let (count, mut p, _) = self.container(OBJ)?;
+        let t = self.bytes();
+        for _ in 0..count {
+            let (local, vp) = get_varint(t, p);
+            if self.chunk.global_key(local) == id {
+                return Some(self.at(vp));
+            }
+            p = skip(t, vp);
+        }
+        None
+    }
+}
+
+/// Iterator over an object's members: `(name, key id, value)`.
+#[derive(Clone)]
+pub struct Members<'a> {
+    node: NodeRef<'a>,
+    pos: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a str, u32, NodeRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let t = self.node.bytes();
+        let (local, vp) = get_varint(t, self.pos);
+        self.pos = skip(t, vp);
+        let id = self.node.chunk.global_key(local);
+        Some((self.node.dict.name(id), id, self.node.at(vp)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Members<'_> {}
+
+/// Iterator over an array's elements.
+#[derive(Clone)]
+pub struct Elements<'a> {
+    node: NodeRef<'a>,
+    pos: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = NodeRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let here = self.pos;
+        self.pos = skip(self.node.bytes(), here);
+        Some(self.node.at(here))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Elements<'_> {}
+
+/// Whether a key was resolved against a store by [`Store::resolve_key`](crate::Store::resolve_key).
+#[inline(always)]
+fn is_resolved(key: &Key) -> bool {
+    key.exact.is_some() || !key.folded_ids.is_empty()
+}
+
+impl<'a> Node<'a> for NodeRef<'a> {
+    #[inline]
+    fn kind(self) -> Kind {
+        match self.tag() {
+            NULL => Kind::Null,
+            FALSE | TRUE => Kind::Bool,
+            INT | FLOAT | NUM_TEXT => Kind::Number,
+            ARR => Kind::Array,
+            OBJ => Kind::Object,
+            _ => Kind::String,
+        }
+    }
+
+    #[inline]
+    fn as_bool(self) -> Option<bool> {
+        match self.tag() {
+            TRUE => Some(true),
+            FALSE => Some(false),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn as_f64(self) -> Option<f64> {
+        let t = self.bytes();
+        match self.tag() {
+            INT => Some(unzigzag(get_varint(t, self.pos as usize + 1).0) as f64),
+            FLOAT | NUM_TEXT => {
+                let (i, _) = get_varint(t, self.pos as usize + 1);
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| self.chunk.floats.get(i))
+                    .copied()
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn as_str(self) -> Option<&'a str> {
+        let pos = self.pos as usize;
+        let (start, len) = match self.tag() {
+            STR => {
+                let (len, p) = get_varint(self.bytes(), pos + 1);
+                (p, len as usize)
+            }
+            tag if tag >= SHORT_STR => (pos + 1, usize::from(tag - SHORT_STR)),
+            _ => return None,
+        };
+        self.chunk.tape.get(start..start + len)
+    }
+
+    #[inline]
+    fn member(self, key: &Key) -> Option<Self> {
+        let (count, mut p, _) = self.container(OBJ)?;
+        let t = self.bytes();
+        let mut folded: Option<usize> = None;
+        if is_resolved(key) {
+            let exact = key.exact.unwrap_or(u32::MAX);
+            let only_exact = match &*key.folded_ids {
+                [] => true,
+                [one] => Some(*one) == key.exact,
+                _ => false,
+            };
+            for _ in 0..count {
+                let (local, vp) = get_varint(t, p);
+                let id = self.chunk.global_key(local);
+                if id == exact {
+                    return Some(self.at(vp));
+                }
+                if !only_exact && folded.is_none() && key.folded_ids.contains(&id) {
+                    folded = Some(vp);
+                }
+                p = skip(t, vp);
+            }
+        } else {
+            for _ in 0..count {
+                let (local, vp) = get_varint(t, p);
+                let name = self.dict.name(self.chunk.global_key(local));
+                if name == &*key.name {
+                    return Some(self.at(vp));
+                }
+                if folded.is_none() && key.matches_folded(name) {
+                    folded = Some(vp);
+                }
+                p = skip(t, vp);
+            }
+        }
+        folded.map(|vp| self.at(vp))
+    }
+
+    #[inline]
+    fn element(self, index: usize) -> Option<Self> {
+        let (count, mut p, _) = self.container(ARR)?;
+        if index >= count {
+            return None;
+        }
+        let t = self.bytes();
+        for _ in 0..index {
+            p = skip(t, p);
+        }
+        Some(self.at(p))
+    }
+
+    #[inline]
+    fn len(self) -> usize {
+        match self.tag() {
+            ARR | OBJ => {
+                let t = self.bytes();
+                let (_, p) = get_varint(t, self.pos as usize + 1);
+                get_varint(t, p).0 as usize
+            }
+            _ => 0,
+        }
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        write_node(self.chunk, self.dict, self.pos as usize, out);
+    }
+
+    fn for_each_member(self, f: &mut dyn FnMut(&str, Self)) {
+        for (name, _, value) in self.members() {
+            f(name, value);
+        }
+    }
+}
+
+/// Writes the node at `pos` as JSON text; returns the position after it.
+fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> usize {
+    let t = chunk.tape.as_bytes();
+    let Some(&tag) = t.get(pos) else {
+        return pos;
+    };
+    match tag {
+        NULL => {
+            out.extend_from_slice(b"null");
+            pos + 1
+        }
+        FALSE => {
+            out.extend_from_slice(b"false");
+            pos + 1
+        }
+        TRUE => {
+            out.extend_from_slice(b"true");
+            pos + 1
+        }
+        INT => {
+            let (u, p) = get_varint(t, pos + 1);
+            out.extend_from_slice(itoa::Buffer::new().format(unzigzag(u)).as_bytes());
+            p
+        }
+        FLOAT => {
+            let (i, p) = get_varint(t, pos + 1);
+            let f = usize::try_from(i)
+                .ok()
+                .and_then(|i| chunk.floats.get(i))
+                .copied()
+                .unwrap_or(0.0);
+            let _ = write!(out, "{f}");
+            p
+        }
+        NUM_TEXT => {
+            let (_, p) = get_varint(t, pos + 1);
+            let (len, p) = get_varint(t, p);
+            let end = p + len as usize;
+            out.extend_from_slice(t.get(p..end).unwrap_or_default());
+            end
+        }
+        STR => {
+            let (len, p) = get_varint(t, pos + 1);
+            let end = p + len as usize;
+            write_str(chunk.tape.get(p..end).unwrap_or_default(), out);
+            end
+        }
+        ARR => {
+            let (len, p) = get_varint(t, pos + 1);
+            let (count, mut p) = get_varint(t, p);
+            let end = p + len as usize;
+            out.push(b'[');
+            for i in 0..count {
+                if i > 0 {
+                    out.push(b',');
+                }
+                p = write_node(chunk, dict, p, out);
+            }
+            out.push(b']');
+            end
+        }
+        OBJ => {
+            let (len, p) = get_varint(t, pos + 1);
+            let (count, mut p) = get_varint(t, p);
+            let end = p + len as usize;
+            out.push(b'{');
+            for i in 0..count {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let (local, vp) = get_varint(t, p);
+                out.extend_from_slice(dict.json_name(chunk.global_key(local)));
+                p = write_node(chunk, dict, vp, out);
+            }
+            out.push(b'}');
+            end
+        }
+        _ => {
+            let start = pos + 1;
+            let end = start + usize::from(tag - SHORT_STR);
+            write_str(chunk.tape.get(start..end).unwrap_or_default(), out);
+            end
+        }
+    }
+}
+
+/// Appends `s` as a JSON string, escaping only what JSON requires (the way `serde_json`
+/// does: short escapes where JSON has them, `\u00XX` for other control characters).
+#[inline]
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                continue;
+            }
+        };
+        out.push(b'\\');
+        out.push(short);
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0u64, 1, 63, 64, 4095, 4096, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v));
+            assert!(out.iter().all(|&b| b < 0x80));
+            assert_eq!(get_varint(&out, 0), (v, out.len()));
+            let mut buf = vec![0; out.len()];
+            write_varint_at(&mut buf, 0, v);
+            assert_eq!(buf, out);
+        }
+        for i in [0i64, -1, 1, i64::MIN, i64::MAX, -32, 31] {
+            assert_eq!(unzigzag(zigzag(i)), i);
+        }
+    }
+}
