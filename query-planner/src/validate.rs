@@ -184,9 +184,11 @@ pub fn output_name(item: &SelectItem, position: usize) -> String {
     if let Some(alias) = &item.alias {
         return alias.name.clone();
     }
-    if let Expr::Path(p) = &item.expr
-        && let Some(name) = p.segments.iter().rev().find_map(Segment::name)
-    {
+    let last_name = match &item.expr {
+        Expr::Path(p) => p.segments.iter().rev().find_map(Segment::name),
+        _ => None,
+    };
+    if let Some(name) = last_name {
         return name.to_string();
     }
     format!("${position}")
@@ -202,9 +204,11 @@ pub fn validate_query(q: &Query, opts: &Options) -> Report {
     for p in &q.group_by {
         v.path(p);
     }
-    if let (Some(first), Some(last)) = (q.group_by.first(), q.group_by.last())
-        && q.from.collection != Collection::Devices
-    {
+    if let (Some(first), Some(last), false) = (
+        q.group_by.first(),
+        q.group_by.last(),
+        q.from.collection == Collection::Devices,
+    ) {
         v.error(
             codes::GROUP_BY_NOT_ALLOWED,
             format!(
@@ -307,8 +311,11 @@ impl<'o> Validator<'o> {
     // -----------------------------------------------------------------------------------------
 
     fn select(&mut self, q: &Query) {
-        if let Some(top) = &q.select.top
-            && (top.count == 0 || top.count > MAX_TOP)
+        if let Some(top) = q
+            .select
+            .top
+            .as_ref()
+            .filter(|t| t.count == 0 || t.count > MAX_TOP)
         {
             let message = if top.count == 0 {
                 "TOP 0 selects no rows".to_string()
@@ -341,7 +348,7 @@ impl<'o> Validator<'o> {
             SelectList::Items(items) => items,
         };
         let jobs = self.collection == Collection::Jobs;
-        if jobs && let (Some(first), Some(last)) = (items.first(), items.last()) {
+        if let (true, Some(first), Some(last)) = (jobs, items.first(), items.last()) {
             self.error(
                 codes::JOBS_SELECT,
                 "`devices.jobs` queries support only `SELECT *`: no projections or aggregates"
@@ -374,9 +381,10 @@ impl<'o> Validator<'o> {
                     self.expr(&item.expr);
                 }
             }
-            if let Some(alias) = &item.alias
-                && !alias.quoted
-                && is_keyword(&alias.name)
+            if let Some(alias) = item
+                .alias
+                .as_ref()
+                .filter(|a| !a.quoted && is_keyword(&a.name))
             {
                 self.error(
                     codes::RESERVED_WORD,
@@ -467,9 +475,7 @@ impl<'o> Validator<'o> {
             };
             let help = (info.max_args == 0).then(|| "write `COUNT()`".to_string());
             self.error(codes::WRONG_ARITY, message, call.span, help);
-        } else if let Some(arg) = call.args.first()
-            && !matches!(arg, Expr::Path(_))
-        {
+        } else if let Some(arg) = call.args.first().filter(|a| !matches!(a, Expr::Path(_))) {
             self.error(
                 codes::AGGREGATE_ARGUMENT,
                 format!("the argument of `{}` must be a path", info.name),
@@ -590,10 +596,8 @@ impl<'o> Validator<'o> {
         if !reserved.is_empty() {
             let mut fixed = p.clone();
             for s in &mut fixed.segments {
-                if let Segment::Name { name, quoted, .. } = s
-                    && is_keyword(name)
-                {
-                    *quoted = true;
+                if let Segment::Name { name, quoted, .. } = s {
+                    *quoted |= is_keyword(name);
                 }
             }
             for s in reserved {
@@ -606,9 +610,11 @@ impl<'o> Validator<'o> {
                 );
             }
         }
-        if self.collection == Collection::Jobs
-            && let Some(section) = twin_section(p, self.collection)
-        {
+        let jobs_section = match self.collection {
+            Collection::Jobs => twin_section(p, self.collection),
+            _ => None,
+        };
+        if let Some(section) = jobs_section {
             self.error(
                 codes::JOBS_TWIN_PATH,
                 format!(
@@ -664,9 +670,7 @@ impl<'o> Validator<'o> {
             );
             return;
         }
-        if let (Some(a), Some(b)) = (lk, rk)
-            && a != b
-        {
+        if let Some((a, b)) = lk.zip(rk).filter(|(a, b)| a != b) {
             self.warning(
                 codes::LITERAL_TYPE_MISMATCH,
                 format!(
@@ -684,10 +688,13 @@ impl<'o> Validator<'o> {
             (None, Some(ConstKind::Null)) => Some(l),
             _ => None,
         };
-        if let Some(Expr::Path(p)) = null_vs_path
-            && self.collection != Collection::Jobs
-            && let Some(section) = twin_section(p, self.collection)
-        {
+        let null_section = match null_vs_path {
+            Some(Expr::Path(p)) if self.collection != Collection::Jobs => {
+                twin_section(p, self.collection).map(|s| (p, s))
+            }
+            _ => None,
+        };
+        if let Some((p, section)) = null_section {
             let help = match c.op {
                 CompareOp::Eq | CompareOp::Le | CompareOp::Ge => Some(format!(
                     "to test for a missing value write `NOT IS_DEFINED({p})`"
@@ -875,9 +882,7 @@ fn check_arity(diags: &mut Vec<Diagnostic>, c: &Call, info: &FuncInfo) {
 /// The hint for an unknown function: a near-miss spelling in the same dialect, or where the
 /// function does exist.
 fn unknown_function_help(set: FunctionSet, name: &str) -> Option<String> {
-    if let Some(s) = functions::suggest(set, name)
-        && !s.eq_ignore_ascii_case(name)
-    {
+    if let Some(s) = functions::suggest(set, name).filter(|s| !s.eq_ignore_ascii_case(name)) {
         return Some(format!("did you mean `{s}`?"));
     }
     match set {
