@@ -67,7 +67,7 @@ pub struct CheckArgs {
     /// skipped); `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Print nothing for valid queries and no summary line (human format).
+    /// Human format: no `ok:` lines and no summary line; errors and warnings are still shown.
     #[arg(long, short)]
     pub quiet: bool,
     /// Queries to check; `-` reads one query (possibly multi-line) from standard input.
