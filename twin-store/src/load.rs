@@ -46,7 +46,7 @@ pub struct LoadOptions {
     /// Deepest nesting of arrays and objects accepted (the document itself is level 1);
     /// at most 1000.
     pub max_depth: u32,
-    /// Bytes read from a file at a time by [`Store::load_path`] (JSON Lines are parsed
+    /// Bytes read from a file at a time by [`Store::load_path`], 32 MiB by default (JSON Lines are parsed
     /// block by block, so this bounds the input held in memory).
     pub block_bytes: usize,
 }
@@ -59,7 +59,7 @@ impl Default for LoadOptions {
             max_reported_errors: 20,
             progress: true,
             max_depth: 64,
-            block_bytes: 64 << 20,
+            block_bytes: 32 << 20,
         }
     }
 }
@@ -179,6 +179,7 @@ impl<'s> Loader<'s> {
         let ranges = split_lines(text, chunk_target(text.len()));
         let opts = &self.opts;
         let progress = &self.progress;
+        let hasher = self.store.hasher.clone();
         let parsed: Vec<ParsedChunk<'_>> = ranges
             .par_iter()
             .map(|r| {
@@ -188,6 +189,7 @@ impl<'s> Loader<'s> {
                     opts.max_reported_errors,
                     opts.max_depth,
                     r.len(),
+                    hasher.clone(),
                 );
                 let out = parser.parse_lines(&text[r.clone()]);
                 if let Some(p) = progress {
@@ -225,6 +227,7 @@ impl<'s> Loader<'s> {
         }
         let opts = &self.opts;
         let progress = &self.progress;
+        let hasher = self.store.hasher.clone();
         let parsed: Vec<ParsedChunk<'_>> = groups
             .par_iter()
             .map(|group: &&[Unit]| {
@@ -236,6 +239,7 @@ impl<'s> Loader<'s> {
                     opts.max_reported_errors,
                     opts.max_depth,
                     bytes,
+                    hasher.clone(),
                 );
                 let out = parser.parse_units(text, group);
                 if let Some(p) = progress {
@@ -295,7 +299,7 @@ impl<'s> Loader<'s> {
                 CollectionKind::Devices => None,
                 _ => Some(d.sub_pos),
             };
-            match self.store.insert(d.coll, loc, d.id_pos, sub_pos) {
+            match self.store.insert(d.coll, loc, d.id_pos, sub_pos, d.hash) {
                 Ok(_) => {
                     self.lines[k].push(line);
                     match d.coll {

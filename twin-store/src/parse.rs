@@ -6,9 +6,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use crate::dict::FxBuild;
 use crate::error::DocErrorKind;
+use crate::tape::str_at;
 use crate::tape::{
     ARR, FALSE, FLOAT, INT, NULL, NUM_TEXT, OBJ, SHORT_STR, SHORT_STR_MAX, STR, TRUE, get_varint,
     put_varint, skip, varint_len, write_varint_at, zigzag,
@@ -22,10 +24,12 @@ pub(crate) struct PErr {
     pub(crate) kind: DocErrorKind,
 }
 
-type R<T = ()> = Result<T, PErr>;
+/// Errors are boxed so that the parser's hot functions return small values.
+type R<T = ()> = Result<T, Box<PErr>>;
 
+#[cold]
 fn err<T>(at: usize, kind: DocErrorKind) -> R<T> {
-    Err(PErr { at, kind })
+    Err(Box::new(PErr { at, kind }))
 }
 
 /// What stands at `s[at]`, for an "unexpected …" message.
@@ -102,6 +106,27 @@ pub(crate) const JOB_ID: usize = 2;
 const JOBS: usize = 3;
 const SPECIAL: [&str; 4] = ["deviceId", "moduleId", "jobId", "jobs"];
 
+/// `a == b`, without a call to `memcmp` for the short strings member names are.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else if n < 8 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
+    }
+}
+
 /// Chunk-local member names.
 #[derive(Default)]
 pub(crate) struct LocalKeys<'i> {
@@ -149,7 +174,7 @@ impl<'i> LocalKeys<'i> {
     fn raw(&mut self, raw: &'i [u8]) -> u32 {
         let predicted = self.next.get(self.last).copied().unwrap_or(u32::MAX);
         if let Some(name) = self.names.get(predicted as usize)
-            && name.as_bytes() == raw
+            && same_bytes(name.as_bytes(), raw)
         {
             self.last = predicted as usize + 1;
             return predicted;
@@ -207,6 +232,8 @@ pub(crate) struct ParsedDoc {
     pub(crate) line: u64,
     /// A job record taken from the `jobs` array of the device twin before it.
     pub(crate) from_twin: bool,
+    /// Hash of the identity (filled in by [`ChunkParser::finish`], on the parsing thread).
+    pub(crate) hash: u32,
 }
 
 /// A document error, with its position already turned into a line index and a column.
@@ -256,6 +283,24 @@ pub(crate) struct ChunkParser<'i> {
     mode: DocKind,
     skip_invalid: bool,
     max_errors: usize,
+    hasher: RandomState,
+}
+
+/// The hash the identity index uses for the document whose identity strings start at
+/// `dev_pos` and `sub_pos` of `tape`.
+pub(crate) fn identity_hash(
+    hasher: &RandomState,
+    coll: CollectionKind,
+    tape: &str,
+    dev_pos: u32,
+    sub_pos: u32,
+) -> u32 {
+    let dev = str_at(tape, dev_pos as usize).unwrap_or_default();
+    let sub = match coll {
+        CollectionKind::Devices => None,
+        _ => str_at(tape, sub_pos as usize),
+    };
+    hasher.hash_one((dev, sub)) as u32
 }
 
 impl<'i> ChunkParser<'i> {
@@ -265,6 +310,7 @@ impl<'i> ChunkParser<'i> {
         max_errors: usize,
         max_depth: u32,
         size_hint: usize,
+        hasher: RandomState,
     ) -> Self {
         ChunkParser {
             ctx: Ctx {
@@ -281,6 +327,7 @@ impl<'i> ChunkParser<'i> {
             mode,
             skip_invalid,
             max_errors,
+            hasher,
         }
     }
 
@@ -320,8 +367,14 @@ impl<'i> ChunkParser<'i> {
     fn finish(mut self, newlines: u64) -> ParsedChunk<'i> {
         self.tape.shrink_to_fit();
         self.ctx.floats.shrink_to_fit();
+        let tape = String::from_utf8(self.tape).ok();
+        if let Some(tape) = &tape {
+            for d in &mut self.docs {
+                d.hash = identity_hash(&self.hasher, d.coll, tape, d.id_pos, d.sub_pos);
+            }
+        }
         ParsedChunk {
-            tape: String::from_utf8(self.tape).ok(),
+            tape,
             floats: self.ctx.floats,
             names: self.ctx.keys.names,
             docs: self.docs,
@@ -491,6 +544,7 @@ impl<'i> ChunkParser<'i> {
             sub_pos: sub_pos as u32,
             line,
             from_twin: false,
+            hash: 0,
         });
         if let Some(at) = jobs_at {
             if coll == CollectionKind::Modules {
@@ -569,6 +623,7 @@ impl<'i> ChunkParser<'i> {
                 sub_pos: sub_pos as u32,
                 line,
                 from_twin: true,
+                hash: 0,
             });
             e = e_end;
         }
@@ -693,10 +748,9 @@ impl<'i> Ctx<'i> {
                 b'r' => b'\r',
                 b't' => b'\t',
                 b'u' => {
-                    let hi = hex4(content, i).ok_or(PErr {
-                        at: esc_at,
-                        kind: DocErrorKind::InvalidEscape,
-                    })?;
+                    let Some(hi) = hex4(content, i) else {
+                        return err(esc_at, DocErrorKind::InvalidEscape);
+                    };
                     i += 4;
                     let code = if (0xd800..0xdc00).contains(&hi) {
                         let lo = if content.get(i) == Some(&b'\\')
@@ -718,10 +772,9 @@ impl<'i> Ctx<'i> {
                     } else {
                         hi
                     };
-                    let ch = char::from_u32(code).ok_or(PErr {
-                        at: esc_at,
-                        kind: DocErrorKind::LoneSurrogate,
-                    })?;
+                    let Some(ch) = char::from_u32(code) else {
+                        return err(esc_at, DocErrorKind::LoneSurrogate);
+                    };
                     let mut enc = [0u8; 4];
                     self.buf
                         .extend_from_slice(ch.encode_utf8(&mut enc).as_bytes());

@@ -112,7 +112,7 @@ pub struct Store {
     pub(crate) dict: KeyDict,
     pub(crate) chunks: Vec<Chunk>,
     pub(crate) colls: [CollData; 3],
-    hasher: RandomState,
+    pub(crate) hasher: RandomState,
 }
 
 impl Default for Store {
@@ -251,25 +251,25 @@ impl Store {
     /// Adds a document at `loc` to collection `kind`; `Err` holds the id of the document that
     /// already has this identity.
     /// The identity members are the strings at tape positions `dev_pos` and `sub_pos` of
-    /// the document's chunk.
+    /// the document's chunk; `h` is their hash (`hasher.hash_one((dev, sub)) as u32`).
     pub(crate) fn insert(
         &mut self,
         kind: CollectionKind,
         loc: DocLoc,
         dev_pos: u32,
         sub_pos: Option<u32>,
+        h: u32,
     ) -> Result<DocId, DocId> {
         let Store {
             dict,
             chunks,
             colls,
-            hasher,
+            ..
         } = self;
         let chunk = &chunks[loc.chunk as usize];
         let string = |pos| NodeRef { chunk, dict, pos }.as_str();
         let dev = string(dev_pos).unwrap_or_default();
         let sub = sub_pos.and_then(string);
-        let h = hasher.hash_one((dev, sub)) as u32;
         let CollData { docs, index } = &mut colls[kind as usize];
         let found = index.find(spread(h), |&(id, hh)| {
             hh == h

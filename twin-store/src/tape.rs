@@ -147,6 +147,21 @@ pub(crate) fn skip(t: &[u8], pos: usize) -> usize {
     }
 }
 
+/// The string whose node starts at `pos` of `tape`, if it is one.
+#[inline]
+pub(crate) fn str_at(tape: &str, pos: usize) -> Option<&str> {
+    let t = tape.as_bytes();
+    let (start, len) = match t.get(pos).copied() {
+        Some(STR) => {
+            let (len, p) = get_varint(t, pos + 1);
+            (p, len as usize)
+        }
+        Some(tag) if tag >= SHORT_STR => (pos + 1, usize::from(tag - SHORT_STR)),
+        _ => return None,
+    };
+    tape.get(start..start + len)
+}
+
 /// One parsed chunk of documents: its tape, the doubles of its non-integer numbers, and the
 /// map from its local key ids to store-wide ones.
 #[derive(Debug)]
@@ -395,16 +410,7 @@ impl<'a> Node<'a> for NodeRef<'a> {
 
     #[inline]
     fn as_str(self) -> Option<&'a str> {
-        let pos = self.pos as usize;
-        let (start, len) = match self.tag() {
-            STR => {
-                let (len, p) = get_varint(self.bytes(), pos + 1);
-                (p, len as usize)
-            }
-            tag if tag >= SHORT_STR => (pos + 1, usize::from(tag - SHORT_STR)),
-            _ => return None,
-        };
-        self.chunk.tape.get(start..start + len)
+        str_at(&self.chunk.tape, self.pos as usize)
     }
 
     #[inline]
