@@ -465,8 +465,9 @@ fn push_centi(b: &mut Vec<u8>, v: i64) {
     b.push(b'.');
     let frac = a % 100;
     b.push(b'0' + (frac / 10) as u8);
-    if frac % 10 != 0 {
-        b.push(b'0' + (frac % 10) as u8);
+    let hundredths = b'0' + (frac % 10) as u8;
+    if hundredths != b'0' {
+        b.push(hundredths);
     }
 }
 
