@@ -2,14 +2,16 @@
 
 use crate::token::{self, TokenError};
 use std::fmt;
+use std::time::Instant;
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
 use twinql_planner::eval::CompileError;
 use twinql_planner::functions::FunctionSet;
 use twinql_planner::plan::{Plan, PlanOptions, plan_query};
 use twinql_planner::validate::{self, Diagnostic};
-use twinql_store::Store;
-use twinql_store::exec::{self, ExecOptions, Position};
+use twinql_store::exec::{self, Candidates, ExecOptions, Position};
+use twinql_store::index::{Answer, IndexPolicy, IndexStats, Lookup, StoreIndex};
+use twinql_store::{Collection as StoreCollection, Store};
 
 /// The largest page the service returns (spec §6.1); larger requests are clamped (spec D-9).
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -122,10 +124,42 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
-/// A set of twins you can query: device twins, module twins and job records in memory.
+/// A set of twins you can query: device twins, module twins and job records in memory, with
+/// optional path indexes.
 #[derive(Default)]
 pub struct Database {
     store: Store,
+    index: Option<StoreIndex>,
+}
+
+/// How the engine reaches the documents of one query (the physical plan).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// `FullScanExec`: every document, filter evaluated on each.
+    FullScan,
+    /// `IndexScanExec`: the documents an index lookup returned; `exact` when the lookup is the
+    /// whole filter (no residual check).
+    IndexScan {
+        /// Candidate documents.
+        ids: roaring::RoaringBitmap,
+        /// Whether no residual filter is needed.
+        exact: bool,
+    },
+    /// `IndexGroupExec`: groups (or the single group of an ungrouped aggregate) formed from
+    /// posting lists, counted without reading documents.
+    IndexGroups(Vec<roaring::RoaringBitmap>),
+}
+
+impl Access {
+    /// The operator's name, as `explain` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Access::FullScan => "FullScanExec",
+            Access::IndexScan { exact: true, .. } => "IndexScanExec",
+            Access::IndexScan { exact: false, .. } => "IndexScanExec+Filter",
+            Access::IndexGroups(_) => "IndexGroupExec",
+        }
+    }
 }
 
 impl Database {
@@ -134,9 +168,27 @@ impl Database {
         Database::default()
     }
 
-    /// A database over an already loaded store.
+    /// A database over an already loaded store (no indexes; see [`Database::build_index`]).
     pub fn from_store(store: Store) -> Database {
-        Database { store }
+        Database { store, index: None }
+    }
+
+    /// Builds path indexes under `policy` (replacing any), and returns their size figures.
+    pub fn build_index(&mut self, policy: &IndexPolicy) -> IndexStats {
+        let index = StoreIndex::build(&self.store, policy);
+        let stats = index.stats();
+        self.index = Some(index);
+        stats
+    }
+
+    /// Drops the indexes: every query scans.
+    pub fn drop_index(&mut self) {
+        self.index = None;
+    }
+
+    /// The indexes, if built.
+    pub fn index(&self) -> Option<&StoreIndex> {
+        self.index.as_ref()
     }
 
     /// The underlying store.
@@ -167,13 +219,159 @@ impl Database {
         Ok(plan)
     }
 
-    fn run(&self, plan: &Plan, opts: &ExecOptions) -> exec::Output {
-        let coll = match plan.collection {
+    fn collection(&self, plan: &Plan) -> StoreCollection<'_> {
+        match plan.collection {
             Collection::Devices => self.store.devices(),
             Collection::Modules => self.store.modules(),
             Collection::Jobs => self.store.jobs(),
+        }
+    }
+
+    /// Chooses how to reach the documents of `plan`: an index lookup when the indexes can
+    /// narrow the filter down, else a full scan.
+    pub fn access(&self, plan: &Plan) -> Access {
+        let coll = self.collection(plan);
+        let Some(lookup) = self.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
+            return Access::FullScan;
         };
-        exec::execute(plan, coll.len(), |id| coll.doc(id), opts)
+        let answer = match &plan.filter {
+            Some(f) => lookup.answer(f),
+            None => Answer::Exact {
+                t: lookup_all(&lookup, coll.len()),
+                f: roaring::RoaringBitmap::new(),
+            },
+        };
+        match answer {
+            Answer::Exact { t, .. } => {
+                if let twinql_planner::plan::Shape::Aggregate { keys, .. } = &plan.shape {
+                    match keys.as_slice() {
+                        [] => return Access::IndexGroups(vec![t]),
+                        [k] => {
+                            if let Some(groups) = lookup.groups(k, &t) {
+                                return Access::IndexGroups(groups);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if plan.filter.is_none() {
+                    return Access::FullScan;
+                }
+                Access::IndexScan {
+                    ids: t,
+                    exact: true,
+                }
+            }
+            // A weak narrowing is not worth the random access: scan instead.
+            Answer::Candidates(c) if c.len() * 2 < coll.len() as u64 => Access::IndexScan {
+                ids: c,
+                exact: false,
+            },
+            _ => Access::FullScan,
+        }
+    }
+
+    fn execute(&self, plan: &Plan, access: &Access, opts: &ExecOptions) -> exec::Output {
+        let coll = self.collection(plan);
+        let doc = |id| coll.doc(id);
+        match access {
+            Access::FullScan => exec::execute(plan, coll.len(), doc, opts),
+            Access::IndexScan { ids, exact } => exec::execute_with(
+                plan,
+                coll.len(),
+                doc,
+                opts,
+                &Candidates::Index {
+                    ids: ids.clone(),
+                    exact: *exact,
+                },
+            ),
+            Access::IndexGroups(groups) => exec::aggregate_from_groups(plan, groups, doc, opts),
+        }
+    }
+
+    /// Runs a planned query to the end through the given access path.
+    pub fn run_access(&self, plan: &Plan, access: &Access, parallel: bool) -> Vec<String> {
+        self.execute(
+            plan,
+            access,
+            &ExecOptions {
+                parallel,
+                ..ExecOptions::default()
+            },
+        )
+        .rows
+    }
+
+    fn run(&self, plan: &Plan, opts: &ExecOptions) -> exec::Output {
+        let access = self.access(plan);
+        self.execute(plan, &access, opts)
+    }
+
+    /// The logical and physical plan of a query; with `analyze`, runs it and adds the
+    /// estimated and actual row counts and the time taken.
+    pub fn explain(
+        &self,
+        text: &str,
+        functions: FunctionSet,
+        analyze: bool,
+    ) -> Result<String, QueryError> {
+        let start = Instant::now();
+        let plan = self.plan(text, functions)?;
+        let plan_time = start.elapsed();
+        let start = Instant::now();
+        let access = self.access(&plan);
+        let access_time = start.elapsed();
+        let coll = self.collection(&plan);
+        let estimate = match &access {
+            Access::FullScan => coll.len() as u64,
+            Access::IndexScan { ids, .. } => ids.len(),
+            Access::IndexGroups(g) => g.len() as u64,
+        };
+        let mut out = String::new();
+        out.push_str("Logical plan:\n");
+        for line in plan.to_string().lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("Physical plan:\n");
+        let detail = match &access {
+            Access::FullScan => format!("{} documents", coll.len()),
+            Access::IndexScan { ids, exact } => format!(
+                "{} candidate{}{}",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" },
+                if *exact {
+                    ", exact"
+                } else {
+                    ", residual filter"
+                }
+            ),
+            Access::IndexGroups(g) => format!(
+                "{} group{} from posting lists",
+                g.len(),
+                if g.len() == 1 { "" } else { "s" }
+            ),
+        };
+        out.push_str(&format!(
+            "  {} on {} ({detail}; est. rows {estimate})\n",
+            access.name(),
+            plan.collection.name()
+        ));
+        if analyze {
+            let start = Instant::now();
+            let rows = self.execute(&plan, &access, &ExecOptions::default()).rows;
+            let exec_time = start.elapsed();
+            out.push_str(&format!(
+                "Analyze: est. rows {estimate}, actual rows {}; plan {:.3} ms, index {:.3} ms, execute {:.3} ms\n",
+                rows.len(),
+                plan_time.as_secs_f64() * 1e3,
+                access_time.as_secs_f64() * 1e3,
+                exec_time.as_secs_f64() * 1e3,
+            ));
+        }
+        Ok(out)
     }
 
     /// Runs one page of a query (spec §6): at most `page_size` rows, and a continuation token
@@ -219,13 +417,33 @@ impl Database {
 
     /// Counts the rows of a planned query without building them.
     pub fn count_plan(&self, plan: &Plan, parallel: bool) -> u64 {
-        let coll = match plan.collection {
-            Collection::Devices => self.store.devices(),
-            Collection::Modules => self.store.modules(),
-            Collection::Jobs => self.store.jobs(),
-        };
-        exec::count(plan, coll.len(), |id| coll.doc(id), parallel)
+        let coll = self.collection(plan);
+        let doc = |id| coll.doc(id);
+        match self.access(plan) {
+            Access::FullScan => exec::count(plan, coll.len(), doc, parallel),
+            Access::IndexScan { ids, exact } => exec::count_with(
+                plan,
+                coll.len(),
+                doc,
+                parallel,
+                &Candidates::Index { ids, exact },
+            ),
+            Access::IndexGroups(groups) => {
+                let grouped = matches!(
+                    &plan.shape,
+                    twinql_planner::plan::Shape::Aggregate { keys, .. } if !keys.is_empty()
+                );
+                let n = if grouped { groups.len() as u64 } else { 1 };
+                plan.top.map_or(n, |t| n.min(t))
+            }
+        }
     }
+}
+
+fn lookup_all(_lookup: &Lookup<'_, '_>, len: usize) -> roaring::RoaringBitmap {
+    let mut all = roaring::RoaringBitmap::new();
+    all.insert_range(0..len as u32);
+    all
 }
 
 /// The item type of a plan's rows.

@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use twinql::{Database, QueryOptions};
 use twinql_planner::functions::FunctionSet;
+use twinql_store::index::IndexPolicy;
 use twinql_store::{LoadOptions, Store};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance");
@@ -59,7 +60,7 @@ fn read(name: &str) -> String {
     })
 }
 
-fn load(docs: &[Value]) -> Database {
+fn load(docs: &[Value], indexed: bool) -> Database {
     let mut text = String::new();
     for d in docs {
         text.push_str(&d.to_string());
@@ -69,7 +70,11 @@ fn load(docs: &[Value]) -> Database {
     store
         .load_bytes("case", text.as_bytes(), &LoadOptions::default())
         .expect("dataset loads");
-    Database::from_store(store)
+    let mut db = Database::from_store(store);
+    if indexed {
+        db.build_index(&IndexPolicy::default());
+    }
+    db
 }
 
 fn ident(row: &Value, compare: &str) -> Value {
@@ -106,7 +111,16 @@ fn run_paged(db: &Database, q: &str, functions: FunctionSet) -> Result<Vec<Value
 }
 
 #[test]
-fn twin_cases_with_expected_rows() {
+fn twin_cases_with_expected_rows_scanning() {
+    run_cases(false);
+}
+
+#[test]
+fn twin_cases_with_expected_rows_indexed() {
+    run_cases(true);
+}
+
+fn run_cases(indexed: bool) {
     let datasets: BTreeMap<String, Value> =
         serde_json::from_str(&read("datasets.json")).expect("datasets.json parses");
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
@@ -133,7 +147,7 @@ fn twin_cases_with_expected_rows() {
                 docs.extend(a.iter().cloned());
             }
         }
-        let db = load(&docs);
+        let db = load(&docs, indexed);
         let mut result = run_paged(&db, q, FunctionSet::Twin);
         if result.is_err() && case["expect_origin"] == "derived-from-routing" {
             // Restated routing tests may use routing functions, which twin queries reject by
@@ -171,7 +185,7 @@ fn twin_cases_with_expected_rows() {
         }
     }
     println!(
-        "twin conformance: {passed} passed, {} diverging, {extended} with extended functions",
+        "twin conformance (indexed: {indexed}): {passed} passed, {} diverging, {extended} with extended functions",
         failures.len()
     );
     let listed: BTreeMap<&str, &str> = DIVERGENCES.iter().copied().collect();

@@ -4,6 +4,7 @@ use crate::db::Database;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
+use twinql_store::index::IndexPolicy;
 use twinql_store::{LoadOptions, Store};
 
 /// Where twins come from.
@@ -16,6 +17,13 @@ pub struct DataArgs {
     /// Load the valid documents and report the invalid ones instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Index policy as JSON: `{"include": ["tags/*", …], "exclude": […]}` (default: tags,
+    /// desired and reported properties without `$metadata`, and the system fields).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_index")]
+    pub index_policy: Option<PathBuf>,
+    /// Build no indexes: every query scans.
+    #[arg(long)]
+    pub no_index: bool,
 }
 
 /// Loads every `--data` file; on failure prints the error and returns the exit status.
@@ -53,6 +61,25 @@ pub fn load_with_time(args: &DataArgs) -> Result<(Database, f64), i32> {
             }
         }
     }
+    let mut db = Database::from_store(store);
+    if !args.no_index {
+        let policy = match &args.index_policy {
+            None => IndexPolicy::default(),
+            Some(path) => {
+                let parsed = std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| IndexPolicy::from_json(&t));
+                match parsed {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", path.display());
+                        return Err(2);
+                    }
+                }
+            }
+        };
+        db.build_index(&policy);
+    }
     let secs = start.elapsed().as_secs_f64();
-    Ok((Database::from_store(store), secs))
+    Ok((db, secs))
 }

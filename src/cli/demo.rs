@@ -5,6 +5,7 @@ use crate::r#gen::{GenOptions, generate_bytes};
 use clap::Args;
 use std::time::Instant;
 use twinql_planner::functions::FunctionSet;
+use twinql_store::index::IndexPolicy;
 use twinql_store::{LoadOptions, Store};
 
 /// Arguments of `twinql demo`.
@@ -19,6 +20,9 @@ pub struct DemoArgs {
     /// Rows shown per query.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
+    /// Build no indexes: every query scans.
+    #[arg(long)]
+    pub no_index: bool,
 }
 
 /// The tour: a caption and a query each.
@@ -86,7 +90,18 @@ pub fn run_demo(args: DemoArgs) -> i32 {
         bytes.len() as f64 / 1e6 / load_s.max(1e-9)
     );
     drop(bytes);
-    let db = Database::from_store(store);
+    let mut db = Database::from_store(store);
+    if !args.no_index {
+        let start = Instant::now();
+        let stats = db.build_index(&IndexPolicy::default());
+        println!(
+            "indexed {} paths ({} sorted entries, {:.1} MB) in {:.2} s\n",
+            stats.paths,
+            stats.entries,
+            stats.bytes as f64 / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+    }
     for (caption, q) in TOUR {
         println!("== {caption}\n   {q}");
         let start = Instant::now();
@@ -99,7 +114,11 @@ pub fn run_demo(args: DemoArgs) -> i32 {
         };
         let rows = db.run_plan(&plan, true);
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        println!("   {} row(s) in {ms:.2} ms", rows.len());
+        println!(
+            "   {} row(s) in {ms:.2} ms ({})",
+            rows.len(),
+            db.access(&plan).name()
+        );
         for r in rows.iter().take(args.show) {
             let shown = if r.len() > 160 {
                 format!("{}…", &r[..r.floor_char_boundary(160)])

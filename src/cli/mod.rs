@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check;
 pub mod data;
 pub mod demo;
+pub mod explain;
 pub mod r#gen;
 pub mod query;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Fmt(check::FmtArgs),
     /// Run a query over files of twins and print the rows.
     Query(query::QueryArgs),
+    /// Print the logical and physical plan of a query (and run it with --analyze).
+    Explain(explain::ExplainArgs),
     /// Load twins once and time a file of queries.
     Bench(bench::BenchArgs),
     /// Generate twins in memory and take a tour of the language with timings.
@@ -49,6 +52,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::run_check(args),
         Command::Fmt(args) => check::run_fmt(args),
         Command::Query(args) => query::run_query(args),
+        Command::Explain(args) => explain::run_explain(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Demo(args) => demo::run_demo(args),
         Command::Gen(args) => r#gen::run_gen(args),

@@ -256,7 +256,12 @@ where
             };
             while pos < len && want.is_none_or(|w| ids.len() <= w) {
                 let end = (pos + window).min(len);
-                ids.extend(filter_ids(plan.filter.as_ref(), pos..end, doc, opts.parallel));
+                ids.extend(filter_ids(
+                    plan.filter.as_ref(),
+                    pos..end,
+                    doc,
+                    opts.parallel,
+                ));
                 pos = end;
                 window = window.saturating_mul(2);
             }

@@ -124,8 +124,7 @@ impl IndexPolicy {
             return false;
         };
         if *last == "*" {
-            path.len() > init.len()
-                && init.iter().zip(path).all(|(p, n)| *p == "*" || p == n)
+            path.len() > init.len() && init.iter().zip(path).all(|(p, n)| *p == "*" || p == n)
         } else {
             path.len() == segs.len() && segs.iter().zip(path).all(|(p, n)| *p == "*" || p == n)
         }
@@ -154,7 +153,9 @@ impl IndexPolicy {
                 .zip(path)
                 .take(n)
                 .all(|(s, name)| *s == "*" || s == name)
-                && (segs.len() > path.len() || segs.last() == Some(&"*") || segs.len() == path.len())
+                && (segs.len() > path.len()
+                    || segs.last() == Some(&"*")
+                    || segs.len() == path.len())
         })
     }
 }
@@ -375,7 +376,8 @@ impl CollectionIndex {
         let paths: HashMap<Box<[u32]>, PathIndex> = merged
             .into_par_iter()
             .map(|(keys, mut lp)| {
-                lp.strings.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+                lp.strings
+                    .sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
                 lp.numbers
                     .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let bm = |v: Vec<u32>| RoaringBitmap::from_sorted_iter(v).unwrap_or_default();
@@ -439,7 +441,8 @@ pub struct StoreIndex {
 impl StoreIndex {
     /// Builds the indexes of every collection of `store`.
     pub fn build(store: &Store, policy: &IndexPolicy) -> StoreIndex {
-        let colls = CollectionKind::ALL.map(|k| CollectionIndex::build(store.collection(k), policy));
+        let colls =
+            CollectionKind::ALL.map(|k| CollectionIndex::build(store.collection(k), policy));
         StoreIndex {
             policy: Some(policy.clone()),
             colls,
@@ -453,14 +456,14 @@ impl StoreIndex {
 
     /// Size figures over all collections.
     pub fn stats(&self) -> IndexStats {
-        self.colls.iter().map(CollectionIndex::stats).fold(
-            IndexStats::default(),
-            |a, b| IndexStats {
+        self.colls
+            .iter()
+            .map(CollectionIndex::stats)
+            .fold(IndexStats::default(), |a, b| IndexStats {
                 paths: a.paths + b.paths,
                 entries: a.entries + b.entries,
                 bytes: a.bytes + b.bytes,
-            },
-        )
+            })
     }
 
     /// The policy the index was built with.
@@ -550,11 +553,13 @@ impl<'i, 's> Lookup<'i, 's> {
 
     /// The range `lo..hi` of `pi.strings` whose values compare to `s` as `pred` wants.
     fn str_range(&self, pi: &PathIndex, below: impl Fn(&str) -> bool) -> usize {
-        pi.strings.partition_point(|&d| below(self.value_str(pi, d)))
+        pi.strings
+            .partition_point(|&d| below(self.value_str(pi, d)))
     }
 
     fn num_range(&self, pi: &PathIndex, below: impl Fn(f64) -> bool) -> usize {
-        pi.numbers.partition_point(|&d| below(self.value_num(pi, d)))
+        pi.numbers
+            .partition_point(|&d| below(self.value_num(pi, d)))
     }
 
     fn bitmap(ids: &[u32]) -> RoaringBitmap {
@@ -826,9 +831,8 @@ impl<'i, 's> Lookup<'i, 's> {
                 self.path_answer(p, |pi| {
                     let lo = self.str_range(pi, |v| v < prefix);
                     let hi = lo
-                        + pi.strings[lo..].partition_point(|&d| {
-                            self.value_str(pi, d).starts_with(prefix)
-                        });
+                        + pi.strings[lo..]
+                            .partition_point(|&d| self.value_str(pi, d).starts_with(prefix));
                     let t = Self::bitmap(&pi.strings[lo..hi]);
                     let f = &pi.kinds[kind_slot(Kind::String)] - &t;
                     Answer::Exact { t, f }
@@ -862,19 +866,20 @@ impl<'i, 's> Lookup<'i, 's> {
         push(docs & &pi.kinds[kind_slot(Kind::Null)]);
         push(docs & &pi.trues);
         push(docs & &(&pi.kinds[kind_slot(Kind::Bool)] - &pi.trues));
-        let runs = |list: &[u32], same: &dyn Fn(u32, u32) -> bool, push: &mut dyn FnMut(RoaringBitmap)| {
-            let mut i = 0;
-            while i < list.len() {
-                let mut j = i + 1;
-                while j < list.len() && same(list[i], list[j]) {
-                    j += 1;
+        let runs =
+            |list: &[u32], same: &dyn Fn(u32, u32) -> bool, push: &mut dyn FnMut(RoaringBitmap)| {
+                let mut i = 0;
+                while i < list.len() {
+                    let mut j = i + 1;
+                    while j < list.len() && same(list[i], list[j]) {
+                        j += 1;
+                    }
+                    let mut b = Self::bitmap(&list[i..j]);
+                    b &= docs;
+                    push(b);
+                    i = j;
                 }
-                let mut b = Self::bitmap(&list[i..j]);
-                b &= docs;
-                push(b);
-                i = j;
-            }
-        };
+            };
         runs(
             &pi.strings,
             &|a, b| self.value_str(pi, a) == self.value_str(pi, b),
@@ -882,8 +887,10 @@ impl<'i, 's> Lookup<'i, 's> {
         );
         runs(
             &pi.numbers,
-            &|a, b| self.value_num(pi, a).total_cmp(&self.value_num(pi, b)) == Ordering::Equal
-                || self.value_num(pi, a) == self.value_num(pi, b),
+            &|a, b| {
+                self.value_num(pi, a).total_cmp(&self.value_num(pi, b)) == Ordering::Equal
+                    || self.value_num(pi, a) == self.value_num(pi, b)
+            },
             &mut push,
         );
         groups.sort_by_key(|g| g.min());

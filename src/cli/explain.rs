@@ -1,0 +1,39 @@
+//! `twinql explain`: print how a query runs.
+
+use crate::cli::data::{DataArgs, load_database};
+use crate::cli::query::{Functions, report_query_error};
+use clap::Args;
+
+/// Arguments of `twinql explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Where the twins come from.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Run the query and show estimated versus actual rows and the time per stage.
+    #[arg(long)]
+    pub analyze: bool,
+    /// Which functions twin queries may use.
+    #[arg(long, value_enum, default_value_t = Functions::Twin)]
+    pub functions: Functions,
+    /// The query.
+    pub query: String,
+}
+
+/// Runs `twinql explain`.
+pub fn run_explain(args: ExplainArgs) -> i32 {
+    let db = match load_database(&args.data) {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    match db.explain(&args.query, args.functions.into(), args.analyze) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            report_query_error(&args.query, &e);
+            1
+        }
+    }
+}
