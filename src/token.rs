@@ -62,7 +62,10 @@ pub fn encode(query: &str, pos: Position) -> String {
 
 /// Reads a token issued for `query`.
 pub fn decode(query: &str, token: &str) -> Result<Position, TokenError> {
-    let body = token.trim().strip_prefix(PREFIX).ok_or(TokenError::Malformed)?;
+    let body = token
+        .trim()
+        .strip_prefix(PREFIX)
+        .ok_or(TokenError::Malformed)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| TokenError::Malformed)?;

@@ -98,9 +98,7 @@ pub fn time_queries(
         let mut times = Vec::new();
         for i in 0..warmup + runs.max(1) {
             let start = Instant::now();
-            let plan = db
-                .plan(q, FunctionSet::Twin)
-                .map_err(|e| (q.clone(), e))?;
+            let plan = db.plan(q, FunctionSet::Twin).map_err(|e| (q.clone(), e))?;
             rows = match mode {
                 Mode::Full => {
                     let r = db.run_plan(&plan, true);
