@@ -276,20 +276,19 @@ pub fn compile_path(path: &ast::Path, opts: &CompileOptions) -> CPath {
         skip = opts.prefix.len();
     }
     let mut root = Root::Doc;
-    if opts.mode == Mode::Routing {
-        if let Some(Segment::Name { name, quoted, .. }) = segs.first() {
-            skip = 1;
-            root = if !quoted && name.eq_ignore_ascii_case("$body") {
-                Root::Body
-            } else if !quoted && name.eq_ignore_ascii_case("$twin") {
-                Root::Twin
-            } else if let Some(sys) = name.strip_prefix('$').filter(|_| !quoted) {
-                let _ = sys;
-                Root::System(Key::new(name))
-            } else {
-                Root::App(Key::new(name))
-            };
-        }
+    if opts.mode == Mode::Routing
+        && let Some(Segment::Name { name, quoted, .. }) = segs.first()
+    {
+        skip = 1;
+        root = if !quoted && name.eq_ignore_ascii_case("$body") {
+            Root::Body
+        } else if !quoted && name.eq_ignore_ascii_case("$twin") {
+            Root::Twin
+        } else if !quoted && name.starts_with('$') {
+            Root::System(Key::new(name))
+        } else {
+            Root::App(Key::new(name))
+        };
     }
     let steps = segs[skip..]
         .iter()

@@ -95,10 +95,10 @@ fn run_case(case: &Json, fixtures: &Json) -> Result<(), String> {
             Ok(c) => return Err(format!("compiled, expected rejection: {c:?}")),
             Err(e) => e,
         };
-        if let Some(text) = expect.get("error").and_then(Json::as_str) {
-            if !errors.iter().any(|e| e.message == text) {
-                return Err(format!("expected error {text:?}, got {errors:?}"));
-            }
+        if let Some(text) = expect.get("error").and_then(Json::as_str)
+            && !errors.iter().any(|e| e.message == text)
+        {
+            return Err(format!("expected error {text:?}, got {errors:?}"));
         }
         return Ok(());
     }

@@ -280,11 +280,11 @@ where
         }
     }
     let mut next_doc = pos as u64;
-    if let Some(w) = want {
-        if ids.len() > w {
-            next_doc = ids[w] as u64;
-            ids.truncate(w);
-        }
+    if let Some(w) = want
+        && ids.len() > w
+    {
+        next_doc = ids[w] as u64;
+        ids.truncate(w);
     }
     let emitted = opts.start.emitted + ids.len() as u64;
     let more_docs = (next_doc as usize) < len;
