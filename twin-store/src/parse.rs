@@ -113,18 +113,26 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let n = a.len();
-    if (8..=16).contains(&n) {
-        let word = |s: &[u8], at: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&s[at..at + 8]);
-            u64::from_le_bytes(w)
-        };
-        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
-    } else if n < 8 {
-        a.iter().zip(b).all(|(x, y)| x == y)
-    } else {
-        a == b
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
     }
+    if n > 64 {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    // Whole words, then the last eight bytes (overlapping).
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Chunk-local member names.
@@ -139,6 +147,27 @@ pub(crate) struct LocalKeys<'i> {
     next: Vec<u32>,
     /// 1 + the previous key (0 at the start).
     last: usize,
+    /// Whether each name is its own JSON string text (no escapes needed).
+    plain: Vec<bool>,
+    /// Direct-mapped cache in front of `map`, indexed by [`cache_slot`].
+    cache: Vec<u32>,
+}
+
+const CACHE_SLOTS: usize = 1024;
+
+/// Cache slot of a raw member name: a cheap mix of its length and first and last bytes.
+#[inline(always)]
+fn cache_slot(raw: &[u8]) -> usize {
+    let n = raw.len();
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        let part = raw.get(at..(at + 8).min(n)).unwrap_or_default();
+        w[..part.len()].copy_from_slice(part);
+        u64::from_le_bytes(w)
+    };
+    let h = (word(0) ^ word(n.saturating_sub(8)).rotate_left(29) ^ n as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 54) as usize & (CACHE_SLOTS - 1)
 }
 
 impl<'i> LocalKeys<'i> {
@@ -146,6 +175,7 @@ impl<'i> LocalKeys<'i> {
         LocalKeys {
             special: [u32::MAX; 4],
             next: vec![u32::MAX],
+            cache: vec![u32::MAX; CACHE_SLOTS],
             ..Default::default()
         }
     }
@@ -155,9 +185,30 @@ impl<'i> LocalKeys<'i> {
         if let Some(i) = SPECIAL.iter().position(|s| *s == name) {
             self.special[i] = id;
         }
+        let plain = name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        self.plain.push(plain);
         self.names.push(name);
         self.next.push(u32::MAX);
         id
+    }
+
+    /// The predicted next key, if the input at `*p` (after the opening quote) is exactly
+    /// that name and a closing quote; then `*p` moves past the quote. A name without quotes,
+    /// backslashes and control characters is its own JSON text, so this needs no scan.
+    #[inline(always)]
+    fn predicted(&mut self, s: &[u8], p: &mut usize) -> Option<u32> {
+        let id = *self.next.get(self.last)?;
+        let name = self.names.get(id as usize)?.as_bytes();
+        let end = *p + name.len();
+        if s.get(end) == Some(&b'"')
+            && self.plain.get(id as usize) == Some(&true)
+            && same_bytes(name, s.get(*p..end)?)
+        {
+            *p = end + 1;
+            self.last = id as usize + 1;
+            return Some(id);
+        }
+        None
     }
 
     /// Remembers that `id` came after the previous key.
@@ -172,14 +223,17 @@ impl<'i> LocalKeys<'i> {
 
     #[inline]
     fn raw(&mut self, raw: &'i [u8]) -> u32 {
-        let predicted = self.next.get(self.last).copied().unwrap_or(u32::MAX);
-        if let Some(name) = self.names.get(predicted as usize)
+        let slot = cache_slot(raw);
+        let cached = self.cache.get(slot).copied().unwrap_or(u32::MAX);
+        if let Some(name) = self.names.get(cached as usize)
             && same_bytes(name.as_bytes(), raw)
         {
-            self.last = predicted as usize + 1;
-            return predicted;
+            return self.followed_by(cached);
         }
         let id = self.raw_lookup(raw);
+        if let Some(c) = self.cache.get_mut(slot) {
+            *c = id;
+        }
         self.followed_by(id)
     }
 
@@ -673,6 +727,9 @@ impl<'i> Ctx<'i> {
     /// Parses a member name (after its opening quote) and returns its local id.
     #[inline]
     fn key(&mut self, s: &'i [u8], p: &mut usize) -> R<u32> {
+        if let Some(id) = self.keys.predicted(s, p) {
+            return Ok(id);
+        }
         match self.string(s, p)? {
             Some(raw) => Ok(self.keys.raw(raw)),
             None => Ok(self.keys.decoded(&self.buf)),

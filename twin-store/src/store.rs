@@ -15,7 +15,7 @@ pub type DocId = u32;
 /// The key id [`Store::resolve_key`] puts in [`Key::exact`] for a name no document has.
 pub const ABSENT_KEY: u32 = u32::MAX;
 
-/// Store-wide ids of the identity members (interned first by [`Store::new`]).
+/// Store-wide ids of the identity members (interned first by [`Store::new`], with `jobs`).
 pub(crate) const DEVICE_ID_KEY: u32 = 0;
 pub(crate) const MODULE_ID_KEY: u32 = 1;
 pub(crate) const JOB_ID_KEY: u32 = 2;
@@ -166,6 +166,7 @@ impl Store {
         dict.intern("deviceId");
         dict.intern("moduleId");
         dict.intern("jobId");
+        dict.intern("jobs");
         Store {
             dict,
             chunks: Vec::new(),

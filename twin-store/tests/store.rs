@@ -588,3 +588,51 @@ fn add_json_helpers_and_memory() {
         r#"{"deviceId":"a","tags":{"x":1}}"#
     );
 }
+
+#[test]
+fn member_names_in_varying_order_and_spelling() {
+    // Member order changes from twin to twin; the same name written with and without escapes
+    // is one key; names that need escapes round-trip.
+    let text = concat!(
+        r#"{"deviceId":"a","ab":1,"q\"x":2,"b\\c":3}"#,
+        "\n",
+        r#"{"b\\c":4,"deviceId":"b","a\u0062":5,"q\"x":6}"#,
+        "\n",
+        r#"{"q\"x":7,"ab":8,"deviceId":"c"}"#,
+        "\n",
+        r#"{"deviceId":"d","ab":9,"q\"x":10,"b\\c":11}"#,
+    );
+    let store = load(text);
+    let ab = |i| {
+        store
+            .devices()
+            .doc(i)
+            .member(&Key::new("ab"))
+            .and_then(|n| n.as_f64())
+    };
+    let quote = |i| {
+        store
+            .devices()
+            .doc(i)
+            .member(&Key::new("q\"x"))
+            .and_then(|n| n.as_f64())
+    };
+    assert_eq!(
+        [ab(0), ab(1), ab(2), ab(3)],
+        [Some(1.0), Some(5.0), Some(8.0), Some(9.0)]
+    );
+    assert_eq!(
+        [quote(0), quote(1), quote(2), quote(3)],
+        [Some(2.0), Some(6.0), Some(7.0), Some(10.0)]
+    );
+    assert_eq!(
+        json_of(store.devices().doc(0)),
+        r#"{"deviceId":"a","ab":1,"q\"x":2,"b\\c":3}"#
+    );
+    assert_eq!(
+        json_of(store.devices().doc(1)),
+        r#"{"b\\c":4,"deviceId":"b","ab":5,"q\"x":6}"#
+    );
+    // deviceId, moduleId, jobId, jobs (always known), ab, q"x, b\c.
+    assert_eq!(store.key_count(), 7);
+}
