@@ -24,6 +24,9 @@ pub struct DataArgs {
     /// Build no indexes: every query scans.
     #[arg(long)]
     pub no_index: bool,
+    /// Report the size of the indexes and how long they took to build (on stderr).
+    #[arg(long)]
+    pub verbose_index: bool,
 }
 
 /// Loads every `--data` file; on failure prints the error and returns the exit status.
@@ -31,7 +34,7 @@ pub fn load_database(args: &DataArgs) -> Result<Database, i32> {
     load_with_time(args).map(|(db, _)| db)
 }
 
-/// Loads every `--data` file and measures how long it took (seconds).
+/// Loads every `--data` file and builds the indexes; returns the time both took (seconds).
 pub fn load_with_time(args: &DataArgs) -> Result<(Database, f64), i32> {
     let mut store = Store::new();
     let opts = LoadOptions {
@@ -78,7 +81,17 @@ pub fn load_with_time(args: &DataArgs) -> Result<(Database, f64), i32> {
                 }
             }
         };
-        db.build_index(&policy);
+        let t = Instant::now();
+        let stats = db.build_index(&policy);
+        if args.verbose_index {
+            eprintln!(
+                "indexed {} paths: {} value entries, {:.1} MB, built in {:.2} s",
+                stats.paths,
+                stats.entries,
+                stats.bytes as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            );
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((db, secs))

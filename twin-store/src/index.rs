@@ -22,12 +22,13 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 use twinql_parser::ast::CompareOp;
 use twinql_planner::eval::{CExpr, CPath, Const, Root, Step};
 use twinql_planner::functions::Func;
 use twinql_planner::value::{Key, Kind, Node};
 
+use crate::dict::FxBuild;
 use crate::store::{Collection, CollectionKind, Store};
 use crate::tape::NodeRef;
 
@@ -173,6 +174,38 @@ fn kind_slot(k: Kind) -> usize {
     }
 }
 
+/// Documents by value at one path: a dictionary when there are few distinct values, else
+/// document ids sorted by value (values are read back from the tape when searching).
+#[derive(Clone, Debug)]
+pub enum Postings<V> {
+    /// Each distinct value with its documents, sorted by value.
+    Dict(Vec<(V, RoaringBitmap)>),
+    /// Document ids sorted by (value, id).
+    Sorted(Vec<u32>),
+}
+
+impl<V> Default for Postings<V> {
+    fn default() -> Self {
+        Postings::Dict(Vec::new())
+    }
+}
+
+impl<V> Postings<V> {
+    fn bytes(&self) -> usize {
+        match self {
+            Postings::Dict(d) => d.iter().map(|(_, b)| b.serialized_size() + 32).sum(),
+            Postings::Sorted(v) => 4 * v.len(),
+        }
+    }
+
+    fn entries(&self) -> usize {
+        match self {
+            Postings::Dict(d) => d.iter().map(|(_, b)| b.len() as usize).sum(),
+            Postings::Sorted(v) => v.len(),
+        }
+    }
+}
+
 /// The postings of one path.
 #[derive(Clone, Debug, Default)]
 pub struct PathIndex {
@@ -184,10 +217,10 @@ pub struct PathIndex {
     pub kinds: [RoaringBitmap; KINDS],
     /// Documents where the path holds `true`.
     pub trues: RoaringBitmap,
-    /// Documents holding a string, sorted by (string, document id).
-    pub strings: Vec<u32>,
-    /// Documents holding a number, sorted by (number, document id).
-    pub numbers: Vec<u32>,
+    /// Documents holding strings, by value.
+    pub strings: Postings<Box<str>>,
+    /// Documents holding numbers, by value.
+    pub numbers: Postings<f64>,
 }
 
 impl PathIndex {
@@ -196,7 +229,8 @@ impl PathIndex {
         bm(&self.defined)
             + self.kinds.iter().map(bm).sum::<usize>()
             + bm(&self.trues)
-            + 4 * (self.strings.len() + self.numbers.len())
+            + self.strings.bytes()
+            + self.numbers.bytes()
             + 4 * self.keys.len()
             + 64
     }
@@ -263,72 +297,264 @@ impl Answer {
     }
 }
 
-struct LocalPath<'a> {
-    defined: Vec<u32>,
-    kinds: [Vec<u32>; KINDS],
-    trues: Vec<u32>,
-    strings: Vec<(&'a str, u32)>,
-    numbers: Vec<(f64, u32)>,
+/// Most distinct values a chunk collects per path in a dictionary before it switches to
+/// (value, document) pairs.
+const CHUNK_DICT_MAX: usize = 512;
+/// Most distinct values a path keeps as a dictionary.
+const DICT_MAX: usize = 4096;
+
+/// Values of one kind at one path, collected while walking a chunk.
+enum Collect<'a, V> {
+    Dict(HashMap<V, Vec<u32>, FxBuild>),
+    Pairs(Vec<(V, u32)>),
+    #[allow(dead_code)]
+    Phantom(std::marker::PhantomData<&'a ()>),
 }
 
-impl<'a> LocalPath<'a> {
-    fn new() -> LocalPath<'a> {
-        LocalPath {
-            defined: Vec::new(),
-            kinds: Default::default(),
-            trues: Vec::new(),
-            strings: Vec::new(),
-            numbers: Vec::new(),
+impl<V: std::hash::Hash + Eq + Copy> Collect<'_, V> {
+    fn new() -> Self {
+        Collect::Dict(HashMap::default())
+    }
+
+    /// The chunk's postings: a small dictionary of bitmaps, or the (value, document) pairs.
+    fn finish(self) -> ChunkPostings<V> {
+        match self {
+            Collect::Dict(d) => {
+                ChunkPostings::Dict(d.into_iter().map(|(k, v)| (k, bitmap_of(v))).collect())
+            }
+            Collect::Pairs(p) => ChunkPostings::Pairs(p),
+            Collect::Phantom(_) => ChunkPostings::Dict(Vec::new()),
         }
     }
 
-    fn append(&mut self, other: LocalPath<'a>) {
-        self.defined.extend(other.defined);
-        for (a, b) in self.kinds.iter_mut().zip(other.kinds) {
-            a.extend(b);
+    #[inline]
+    fn push(&mut self, v: V, doc: u32) {
+        match self {
+            Collect::Dict(d) => {
+                if let Some(list) = d.get_mut(&v) {
+                    list.push(doc);
+                } else if d.len() < CHUNK_DICT_MAX {
+                    d.insert(v, vec![doc]);
+                } else {
+                    let mut pairs: Vec<(V, u32)> = Vec::new();
+                    for (k, docs) in d.drain() {
+                        pairs.extend(docs.into_iter().map(|x| (k, x)));
+                    }
+                    pairs.push((v, doc));
+                    *self = Collect::Pairs(pairs);
+                }
+            }
+            Collect::Pairs(p) => p.push((v, doc)),
+            Collect::Phantom(_) => {}
         }
-        self.trues.extend(other.trues);
-        self.strings.extend(other.strings);
-        self.numbers.extend(other.numbers);
     }
+}
+
+/// One chunk's postings of one kind at one path.
+enum ChunkPostings<V> {
+    Dict(Vec<(V, RoaringBitmap)>),
+    Pairs(Vec<(V, u32)>),
+}
+
+/// One chunk's finished postings of one path.
+struct ChunkSlot<'a> {
+    kinds: [RoaringBitmap; KINDS],
+    trues: RoaringBitmap,
+    strings: ChunkPostings<&'a str>,
+    numbers: ChunkPostings<u64>,
+}
+
+/// Everything collected for one path in one chunk.
+struct Slot<'a> {
+    kinds: [Vec<u32>; KINDS],
+    trues: Vec<u32>,
+    strings: Collect<'a, &'a str>,
+    /// Numbers by their bits (with -0 folded into 0).
+    numbers: Collect<'a, u64>,
+}
+
+impl<'a> Slot<'a> {
+    fn finish(self) -> ChunkSlot<'a> {
+        let [k0, k1, k2, k3, k4, k5] = self.kinds;
+        ChunkSlot {
+            kinds: [
+                bitmap_of(k0),
+                bitmap_of(k1),
+                bitmap_of(k2),
+                bitmap_of(k3),
+                bitmap_of(k4),
+                bitmap_of(k5),
+            ],
+            trues: bitmap_of(self.trues),
+            strings: self.strings.finish(),
+            numbers: self.numbers.finish(),
+        }
+    }
+
+    fn new() -> Slot<'a> {
+        Slot {
+            kinds: Default::default(),
+            trues: Vec::new(),
+            strings: Collect::new(),
+            numbers: Collect::new(),
+        }
+    }
+}
+
+/// A node of the path trie a walker keeps: which paths are indexed, and where their slot is.
+struct TrieNode {
+    children: HashMap<u32, u32, FxBuild>,
+    covered: bool,
+    descend: bool,
+    slot: u32,
 }
 
 struct Walker<'p, 'a> {
     policy: &'p IndexPolicy,
+    store: &'a Store,
+    nodes: Vec<TrieNode>,
+    slots: Vec<(Box<[u32]>, Slot<'a>)>,
     names: Vec<&'a str>,
     ids: Vec<u32>,
-    out: HashMap<Box<[u32]>, LocalPath<'a>>,
 }
 
-impl<'a> Walker<'_, 'a> {
-    fn visit(&mut self, doc: u32, node: NodeRef<'a>) {
-        for (name, id, child) in node.members() {
-            self.names.push(name);
+impl<'p, 'a> Walker<'p, 'a> {
+    fn new(policy: &'p IndexPolicy, store: &'a Store) -> Walker<'p, 'a> {
+        Walker {
+            policy,
+            store,
+            nodes: vec![TrieNode {
+                children: HashMap::default(),
+                covered: false,
+                descend: true,
+                slot: u32::MAX,
+            }],
+            slots: Vec::new(),
+            names: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// The trie node of `parent`'s child `key`, made (and classified) on first sight.
+    fn child(&mut self, parent: u32, key: u32) -> u32 {
+        if let Some(&c) = self.nodes[parent as usize].children.get(&key) {
+            return c;
+        }
+        let covered = self.policy.covers(&self.names);
+        let descend = self.policy.may_cover_below(&self.names);
+        let slot = if covered {
+            self.slots
+                .push((self.ids.clone().into_boxed_slice(), Slot::new()));
+            (self.slots.len() - 1) as u32
+        } else {
+            u32::MAX
+        };
+        let id = self.nodes.len() as u32;
+        self.nodes.push(TrieNode {
+            children: HashMap::default(),
+            covered,
+            descend,
+            slot,
+        });
+        self.nodes[parent as usize].children.insert(key, id);
+        id
+    }
+
+    fn visit(&mut self, doc: u32, node: NodeRef<'a>, trie: u32) {
+        for (_, id, child) in node.members() {
+            self.names.push(self.store.key_name(id));
             self.ids.push(id);
-            if self.policy.covers(&self.names) {
-                let entry = self
-                    .out
-                    .entry(self.ids.clone().into_boxed_slice())
-                    .or_insert_with(LocalPath::new);
-                let kind = child.kind();
-                entry.defined.push(doc);
-                entry.kinds[kind_slot(kind)].push(doc);
+            let t = self.child(trie, id);
+            let (covered, descend, slot) = {
+                let n = &self.nodes[t as usize];
+                (n.covered, n.descend, n.slot)
+            };
+            let kind = child.kind();
+            if covered {
+                let s = &mut self.slots[slot as usize].1;
+                s.kinds[kind_slot(kind)].push(doc);
                 match kind {
-                    Kind::Bool if child.as_bool() == Some(true) => entry.trues.push(doc),
-                    Kind::String => entry.strings.push((child.as_str().unwrap_or(""), doc)),
-                    Kind::Number => entry
-                        .numbers
-                        .push((child.as_f64().unwrap_or(f64::NAN), doc)),
+                    Kind::Bool if child.as_bool() == Some(true) => s.trues.push(doc),
+                    Kind::String => s.strings.push(child.as_str().unwrap_or(""), doc),
+                    Kind::Number => {
+                        let v = child.as_f64().unwrap_or(f64::NAN);
+                        let v = if v == 0.0 { 0.0 } else { v };
+                        s.numbers.push(v.to_bits(), doc);
+                    }
                     _ => {}
                 }
             }
-            if child.kind() == Kind::Object && self.policy.may_cover_below(&self.names) {
-                self.visit(doc, child);
+            if kind == Kind::Object && descend {
+                self.visit(doc, child, t);
             }
             self.names.pop();
             self.ids.pop();
         }
     }
+}
+
+/// One path's slots from every chunk, in chunk order.
+struct Merged<'a> {
+    kinds: [RoaringBitmap; KINDS],
+    trues: RoaringBitmap,
+    strings: Vec<ChunkPostings<&'a str>>,
+    numbers: Vec<ChunkPostings<u64>>,
+}
+
+fn bitmap_of(v: Vec<u32>) -> RoaringBitmap {
+    RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
+}
+
+/// Builds the postings of one kind from the chunks' postings.
+fn postings<V, O>(
+    parts: Vec<ChunkPostings<V>>,
+    cmp: impl Fn(&V, &V) -> Ordering + Sync,
+    sort_key: impl Fn(&V) -> u128 + Sync,
+    own: impl Fn(V) -> O,
+) -> Postings<O>
+where
+    V: std::hash::Hash + Eq + Copy + Send,
+{
+    if parts.iter().all(|p| matches!(p, ChunkPostings::Dict(_))) {
+        let mut dict: HashMap<V, RoaringBitmap, FxBuild> = HashMap::default();
+        for p in &parts {
+            if let ChunkPostings::Dict(d) = p {
+                for (k, b) in d {
+                    *dict.entry(*k).or_default() |= b;
+                }
+            }
+            if dict.len() > DICT_MAX {
+                break;
+            }
+        }
+        if dict.len() <= DICT_MAX {
+            let mut entries: Vec<(V, RoaringBitmap)> = dict.into_iter().collect();
+            entries.sort_by(|a, b| cmp(&a.0, &b.0));
+            return Postings::Dict(entries.into_iter().map(|(k, b)| (own(k), b)).collect());
+        }
+    }
+    // Sort by an order-preserving 128-bit key first, so most comparisons are one integer
+    // comparison instead of a string comparison in the tape.
+    let mut pairs: Vec<(u128, V, u32)> = Vec::new();
+    for p in parts {
+        match p {
+            ChunkPostings::Dict(d) => {
+                for (k, b) in d {
+                    let key = sort_key(&k);
+                    pairs.extend(b.iter().map(|x| (key, k, x)));
+                }
+            }
+            ChunkPostings::Pairs(p) => {
+                pairs.extend(p.into_iter().map(|(k, x)| (sort_key(&k), k, x)))
+            }
+        }
+    }
+    pairs.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| cmp(&a.1, &b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    Postings::Sorted(pairs.into_iter().map(|(_, _, d)| d).collect())
 }
 
 const BUILD_CHUNK: usize = 8192;
@@ -345,50 +571,70 @@ impl CollectionIndex {
                 all,
             };
         }
+        let store = coll.store();
         let starts: Vec<usize> = (0..n).step_by(BUILD_CHUNK).collect();
-        let parts: Vec<HashMap<Box<[u32]>, LocalPath<'_>>> = starts
+        let parts: Vec<Vec<(Box<[u32]>, ChunkSlot<'_>)>> = starts
             .par_iter()
             .map(|&s| {
-                let mut w = Walker {
-                    policy,
-                    names: Vec::new(),
-                    ids: Vec::new(),
-                    out: HashMap::new(),
-                };
+                let mut w = Walker::new(policy, store);
                 for id in s..(s + BUILD_CHUNK).min(n) {
-                    w.visit(id as u32, coll.doc(id as u32));
+                    w.visit(id as u32, coll.doc(id as u32), 0);
                 }
-                w.out
+                w.slots
+                    .into_iter()
+                    .map(|(k, slot)| (k, slot.finish()))
+                    .collect()
             })
             .collect();
         // Merge the chunks in order, so every list stays sorted by document id.
-        let mut merged: HashMap<Box<[u32]>, LocalPath<'_>> = HashMap::new();
+        let mut merged: HashMap<Box<[u32]>, Merged<'_>> = HashMap::new();
         for part in parts {
             for (k, v) in part {
-                match merged.get_mut(&k) {
-                    Some(m) => m.append(v),
-                    None => {
-                        merged.insert(k, v);
-                    }
+                let m = merged.entry(k).or_insert_with(|| Merged {
+                    kinds: Default::default(),
+                    trues: RoaringBitmap::new(),
+                    strings: Vec::new(),
+                    numbers: Vec::new(),
+                });
+                for (a, b) in m.kinds.iter_mut().zip(v.kinds) {
+                    *a |= b;
                 }
+                m.trues |= v.trues;
+                m.strings.push(v.strings);
+                m.numbers.push(v.numbers);
             }
         }
+        let merged: Vec<(Box<[u32]>, Merged<'_>)> = merged.into_iter().collect();
         let paths: HashMap<Box<[u32]>, PathIndex> = merged
             .into_par_iter()
-            .map(|(keys, mut lp)| {
-                lp.strings
-                    .sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
-                lp.numbers
-                    .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                let bm = |v: Vec<u32>| RoaringBitmap::from_sorted_iter(v).unwrap_or_default();
-                let [k0, k1, k2, k3, k4, k5] = lp.kinds;
+            .map(|(keys, m)| {
+                let defined = m.kinds.iter().union();
                 let idx = PathIndex {
                     keys: keys.clone(),
-                    defined: bm(lp.defined),
-                    kinds: [bm(k0), bm(k1), bm(k2), bm(k3), bm(k4), bm(k5)],
-                    trues: bm(lp.trues),
-                    strings: lp.strings.into_iter().map(|(_, d)| d).collect(),
-                    numbers: lp.numbers.into_iter().map(|(_, d)| d).collect(),
+                    defined,
+                    kinds: m.kinds,
+                    trues: m.trues,
+                    strings: postings(
+                        m.strings,
+                        |a: &&str, b: &&str| a.cmp(b),
+                        |s: &&str| {
+                            let mut k = [0u8; 16];
+                            let n = s.len().min(16);
+                            k[..n].copy_from_slice(&s.as_bytes()[..n]);
+                            u128::from_be_bytes(k)
+                        },
+                        |v| v.into(),
+                    ),
+                    numbers: postings(
+                        m.numbers,
+                        |a: &u64, b: &u64| f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
+                        |bits: &u64| {
+                            // The order of `f64::total_cmp` as an unsigned integer.
+                            let b = *bits;
+                            u128::from(if b >> 63 == 1 { !b } else { b | (1 << 63) })
+                        },
+                        f64::from_bits,
+                    ),
                 };
                 (keys, idx)
             })
@@ -403,7 +649,7 @@ impl CollectionIndex {
             entries: self
                 .paths
                 .values()
-                .map(|p| p.strings.len() + p.numbers.len())
+                .map(|p| p.strings.entries() + p.numbers.entries())
                 .sum(),
             bytes: self.paths.values().map(PathIndex::bytes).sum::<usize>()
                 + self.all.serialized_size(),
@@ -551,15 +797,47 @@ impl<'i, 's> Lookup<'i, 's> {
             .unwrap_or(f64::NAN)
     }
 
-    /// The range `lo..hi` of `pi.strings` whose values compare to `s` as `pred` wants.
-    fn str_range(&self, pi: &PathIndex, below: impl Fn(&str) -> bool) -> usize {
-        pi.strings
-            .partition_point(|&d| below(self.value_str(pi, d)))
+    /// Documents holding a string `v` with `!start(v) && end(v)`: both predicates are
+    /// monotone over the value order, so this is one contiguous range.
+    fn str_select(
+        &self,
+        pi: &PathIndex,
+        start: impl Fn(&str) -> bool,
+        end: impl Fn(&str) -> bool,
+    ) -> RoaringBitmap {
+        match &pi.strings {
+            Postings::Dict(d) => {
+                let lo = d.partition_point(|(v, _)| start(v));
+                let hi = d.partition_point(|(v, _)| end(v)).max(lo);
+                d[lo..hi].iter().map(|(_, b)| b).union()
+            }
+            Postings::Sorted(ids) => {
+                let lo = ids.partition_point(|&x| start(self.value_str(pi, x)));
+                let hi = ids.partition_point(|&x| end(self.value_str(pi, x))).max(lo);
+                Self::bitmap(&ids[lo..hi])
+            }
+        }
     }
 
-    fn num_range(&self, pi: &PathIndex, below: impl Fn(f64) -> bool) -> usize {
-        pi.numbers
-            .partition_point(|&d| below(self.value_num(pi, d)))
+    /// As [`Self::str_select`], for numbers.
+    fn num_select(
+        &self,
+        pi: &PathIndex,
+        start: impl Fn(f64) -> bool,
+        end: impl Fn(f64) -> bool,
+    ) -> RoaringBitmap {
+        match &pi.numbers {
+            Postings::Dict(d) => {
+                let lo = d.partition_point(|(v, _)| start(*v));
+                let hi = d.partition_point(|(v, _)| end(*v)).max(lo);
+                d[lo..hi].iter().map(|(_, b)| b).union()
+            }
+            Postings::Sorted(ids) => {
+                let lo = ids.partition_point(|&x| start(self.value_num(pi, x)));
+                let hi = ids.partition_point(|&x| end(self.value_num(pi, x))).max(lo);
+                Self::bitmap(&ids[lo..hi])
+            }
+        }
     }
 
     fn bitmap(ids: &[u32]) -> RoaringBitmap {
@@ -574,40 +852,28 @@ impl<'i, 's> Lookup<'i, 's> {
         let (t, same_type) = match c {
             Const::String(s) => {
                 let s: &str = s;
-                let lo_eq = self.str_range(pi, |v| v < s);
-                let hi_eq = self.str_range(pi, |v| v <= s);
-                let n = pi.strings.len();
-                let range = match op {
-                    CompareOp::Eq | CompareOp::Ne => lo_eq..hi_eq,
-                    CompareOp::Lt => 0..lo_eq,
-                    CompareOp::Le => 0..hi_eq,
-                    CompareOp::Gt => hi_eq..n,
-                    CompareOp::Ge => lo_eq..n,
+                let t = match op {
+                    CompareOp::Eq | CompareOp::Ne => self.str_select(pi, |v| v < s, |v| v <= s),
+                    CompareOp::Lt => self.str_select(pi, |_| false, |v| v < s),
+                    CompareOp::Le => self.str_select(pi, |_| false, |v| v <= s),
+                    CompareOp::Gt => self.str_select(pi, |v| v <= s, |_| true),
+                    CompareOp::Ge => self.str_select(pi, |v| v < s, |_| true),
                 };
-                (
-                    Self::bitmap(&pi.strings[range]),
-                    &pi.kinds[kind_slot(Kind::String)],
-                )
+                (t, &pi.kinds[kind_slot(Kind::String)])
             }
             Const::Number(x) => {
                 let x = *x;
                 if x.is_nan() {
                     return Answer::Unknown;
                 }
-                let lo_eq = self.num_range(pi, |v| v < x);
-                let hi_eq = self.num_range(pi, |v| v <= x);
-                let n = pi.numbers.len();
-                let range = match op {
-                    CompareOp::Eq | CompareOp::Ne => lo_eq..hi_eq,
-                    CompareOp::Lt => 0..lo_eq,
-                    CompareOp::Le => 0..hi_eq,
-                    CompareOp::Gt => hi_eq..n,
-                    CompareOp::Ge => lo_eq..n,
+                let t = match op {
+                    CompareOp::Eq | CompareOp::Ne => self.num_select(pi, |v| v < x, |v| v <= x),
+                    CompareOp::Lt => self.num_select(pi, |_| false, |v| v < x),
+                    CompareOp::Le => self.num_select(pi, |_| false, |v| v <= x),
+                    CompareOp::Gt => self.num_select(pi, |v| v <= x, |_| true),
+                    CompareOp::Ge => self.num_select(pi, |v| v < x, |_| true),
                 };
-                (
-                    Self::bitmap(&pi.numbers[range]),
-                    &pi.kinds[kind_slot(Kind::Number)],
-                )
+                (t, &pi.kinds[kind_slot(Kind::Number)])
             }
             Const::Bool(b) => {
                 let bools = &pi.kinds[kind_slot(Kind::Bool)];
@@ -829,11 +1095,11 @@ impl<'i, 's> Lookup<'i, 's> {
                 };
                 let prefix: &str = prefix;
                 self.path_answer(p, |pi| {
-                    let lo = self.str_range(pi, |v| v < prefix);
-                    let hi = lo
-                        + pi.strings[lo..]
-                            .partition_point(|&d| self.value_str(pi, d).starts_with(prefix));
-                    let t = Self::bitmap(&pi.strings[lo..hi]);
+                    let t = self.str_select(
+                        pi,
+                        |v| v < prefix,
+                        |v| v < prefix || v.starts_with(prefix),
+                    );
                     let f = &pi.kinds[kind_slot(Kind::String)] - &t;
                     Answer::Exact { t, f }
                 })
@@ -845,7 +1111,8 @@ impl<'i, 's> Lookup<'i, 's> {
 
     /// Groups for `GROUP BY path` answered from the index: for each distinct value among
     /// `docs`, its documents, ordered by their first document. `None` when the path is not
-    /// indexed or holds arrays or objects among `docs`.
+    /// indexed, has too many distinct values to keep a dictionary, or holds arrays or objects
+    /// among `docs`.
     pub fn groups(&self, p: &CPath, docs: &RoaringBitmap) -> Option<Vec<RoaringBitmap>> {
         let pi = match self.resolve(p) {
             Resolved::Indexed(pi) => pi,
@@ -856,6 +1123,9 @@ impl<'i, 's> Lookup<'i, 's> {
         if !composite.is_disjoint(docs) {
             return None;
         }
+        let (Postings::Dict(strings), Postings::Dict(numbers)) = (&pi.strings, &pi.numbers) else {
+            return None;
+        };
         let mut groups: Vec<RoaringBitmap> = Vec::new();
         let mut push = |b: RoaringBitmap| {
             if !b.is_empty() {
@@ -866,33 +1136,12 @@ impl<'i, 's> Lookup<'i, 's> {
         push(docs & &pi.kinds[kind_slot(Kind::Null)]);
         push(docs & &pi.trues);
         push(docs & &(&pi.kinds[kind_slot(Kind::Bool)] - &pi.trues));
-        let runs =
-            |list: &[u32], same: &dyn Fn(u32, u32) -> bool, push: &mut dyn FnMut(RoaringBitmap)| {
-                let mut i = 0;
-                while i < list.len() {
-                    let mut j = i + 1;
-                    while j < list.len() && same(list[i], list[j]) {
-                        j += 1;
-                    }
-                    let mut b = Self::bitmap(&list[i..j]);
-                    b &= docs;
-                    push(b);
-                    i = j;
-                }
-            };
-        runs(
-            &pi.strings,
-            &|a, b| self.value_str(pi, a) == self.value_str(pi, b),
-            &mut push,
-        );
-        runs(
-            &pi.numbers,
-            &|a, b| {
-                self.value_num(pi, a).total_cmp(&self.value_num(pi, b)) == Ordering::Equal
-                    || self.value_num(pi, a) == self.value_num(pi, b)
-            },
-            &mut push,
-        );
+        for (_, b) in strings {
+            push(docs & b);
+        }
+        for (_, b) in numbers {
+            push(docs & b);
+        }
         groups.sort_by_key(|g| g.min());
         Some(groups)
     }
