@@ -234,6 +234,9 @@ impl Database {
         let Some(lookup) = self.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
             return Access::FullScan;
         };
+        let rows_with_top = plan.top.is_some()
+            && !matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. });
+        let lookup = lookup.prefer_residual(rows_with_top);
         let answer = match &plan.filter {
             Some(f) => lookup.answer(f),
             None => Answer::Exact {

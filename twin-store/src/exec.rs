@@ -125,6 +125,14 @@ where
         (Shape::Aggregate { keys, items, .. }, _) => {
             aggregate(plan, keys, items, len, &doc, parallel, cands).len() as u64
         }
+        // `TOP n` stops after n matches.
+        (_, _) if plan.top.is_some() => {
+            let opts = ExecOptions {
+                parallel,
+                ..ExecOptions::default()
+            };
+            page_ids(plan, len, &doc, &opts, cands).0.len() as u64
+        }
         (_, Candidates::Index { ids, exact: true }) => ids.len(),
         (_, Candidates::Index { ids, exact: false }) => {
             let ids: Vec<u32> = ids.iter().collect();
@@ -173,7 +181,7 @@ where
     let test = |id: &u32| passes(filter, doc(*id));
     let mut out = Vec::new();
     let mut pos = 0;
-    let mut window = want.map_or(all.len(), |w| (w * 4).max(CHUNK));
+    let mut window = want.map_or(all.len(), |w| (w * 2).max(64));
     while pos < all.len() && want.is_none_or(|w| out.len() <= w) {
         let end = (pos + window).min(all.len());
         let part = &all[pos..end];
@@ -239,6 +247,28 @@ where
     N: Node<'a>,
     F: Fn(u32) -> N + Sync,
 {
+    let (ids, next) = page_ids(plan, len, doc, opts, cands);
+    let render = |id: &u32| render_row(plan, doc(*id));
+    let rows = if opts.parallel && ids.len() > 256 {
+        ids.par_iter().map(render).collect()
+    } else {
+        ids.iter().map(render).collect()
+    };
+    Output { rows, next }
+}
+
+/// The documents of one page of a row query, in order, and where the next page starts.
+fn page_ids<'a, N, F>(
+    plan: &'a Plan,
+    len: usize,
+    doc: &F,
+    opts: &ExecOptions,
+    cands: &Candidates,
+) -> (Vec<u32>, Option<Position>)
+where
+    N: Node<'a>,
+    F: Fn(u32) -> N + Sync,
+{
     let remaining_top = plan
         .top
         .map(|t| t.saturating_sub(opts.start.emitted) as usize);
@@ -251,7 +281,7 @@ where
     match cands {
         Candidates::Scan => {
             let mut window = match want {
-                Some(w) => (w * 16).clamp(CHUNK * 4, 1 << 20),
+                Some(w) => (w * 16).clamp(256, 1 << 20),
                 None => len,
             };
             while pos < len && want.is_none_or(|w| ids.len() <= w) {
@@ -297,13 +327,7 @@ where
     } else {
         None
     };
-    let render = |id: &u32| render_row(plan, doc(*id));
-    let rows = if opts.parallel && ids.len() > 256 {
-        ids.par_iter().map(render).collect()
-    } else {
-        ids.iter().map(render).collect()
-    };
-    Output { rows, next }
+    (ids, next)
 }
 
 /// The JSON text of one result row for a row query.

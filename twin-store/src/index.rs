@@ -723,6 +723,7 @@ pub struct Lookup<'i, 's> {
     index: &'i CollectionIndex,
     policy: &'i IndexPolicy,
     coll: Collection<'s>,
+    prefer_residual: bool,
 }
 
 fn key_id(k: &Key) -> Result<Option<u32>, ()> {
@@ -742,7 +743,38 @@ impl<'i, 's> Lookup<'i, 's> {
             index: index.collection(coll.kind()),
             policy: index.policy.as_ref()?,
             coll,
+            prefer_residual: false,
         })
+    }
+
+    /// Prefer re-checking expensive conjuncts per document over materialising them: right for
+    /// `TOP n` row queries, which stop after `n` matches. A range or prefix over a path with
+    /// many distinct values is expensive (its documents must be sorted into a bitmap); when an
+    /// `AND` also has a cheap conjunct, the expensive ones become a residual filter.
+    pub fn prefer_residual(mut self, yes: bool) -> Self {
+        self.prefer_residual = yes;
+        self
+    }
+
+    /// Whether answering `e` means materialising a range of a sorted posting array.
+    fn is_expensive(&self, e: &CExpr) -> bool {
+        let path = match e {
+            CExpr::Compare(CompareOp::Eq | CompareOp::Ne, _, _) => return false,
+            CExpr::Compare(_, a, b) => match (&**a, &**b) {
+                (CExpr::Path(p), CExpr::Const(_)) | (CExpr::Const(_), CExpr::Path(p)) => p,
+                _ => return false,
+            },
+            CExpr::Call(Func::StartsWith, args) => match args.first() {
+                Some(CExpr::Path(p)) => p,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        matches!(
+            self.resolve(path),
+            Resolved::Indexed(pi)
+                if matches!(pi.strings, Postings::Sorted(_)) || matches!(pi.numbers, Postings::Sorted(_))
+        )
     }
 
     fn resolve(&self, p: &CPath) -> Resolved<'i> {
@@ -955,6 +987,24 @@ impl<'i, 's> Lookup<'i, 's> {
                 .unwrap_or_else(Self::nothing),
             CExpr::Not(x) => self.answer(x).not(),
             CExpr::And(items) => {
+                if self.prefer_residual {
+                    let (expensive, cheap): (Vec<&CExpr>, Vec<&CExpr>) =
+                        items.iter().partition(|i| self.is_expensive(i));
+                    if !expensive.is_empty() && !cheap.is_empty() {
+                        let mut c: Option<RoaringBitmap> = None;
+                        for item in cheap {
+                            if let Some(s) = self.answer(item).candidates() {
+                                c = Some(match c {
+                                    None => s.clone(),
+                                    Some(c) => c & s,
+                                });
+                            }
+                        }
+                        if let Some(c) = c {
+                            return Answer::Candidates(c);
+                        }
+                    }
+                }
                 let answers: Vec<Answer> = items.iter().map(|i| self.answer(i)).collect();
                 let all_exact = answers.iter().all(|a| matches!(a, Answer::Exact { .. }));
                 if all_exact {
