@@ -24,6 +24,7 @@ fn database() -> &'static Database {
             br#"{"deviceId":"odd-1","tags":{"Environment":"production","environment":"test","location":{"region":5}},"properties":{"reported":{"temperature":"31"}}}
 {"deviceId":"odd-2","tags":{"location":{"region":null,"plant":["Redmond43"]},"environment":true}}
 {"deviceId":"odd-3","tags":{"location":"EU","environment":{"x":1}},"status":null}
+{"deviceId":"odd-4","tags":{"location":{"plant":"Redmond43","plant":"Oslo1"}},"status":"disabled","status":"enabled","properties":{"reported":{"battery":5,"battery":"low"}}}
 "#,
         );
         let mut store = Store::new();

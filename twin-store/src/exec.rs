@@ -332,7 +332,10 @@ where
 
 /// The JSON text of one result row for a row query.
 pub fn render_row<'a, N: Node<'a>>(plan: &'a Plan, node: N) -> String {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(match &plan.shape {
+        Shape::Documents => 2048,
+        _ => 128,
+    });
     match &plan.shape {
         Shape::Documents => node.write_json(&mut out),
         Shape::Project(items) => {

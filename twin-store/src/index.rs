@@ -180,8 +180,49 @@ fn kind_slot(k: Kind) -> usize {
 pub enum Postings<V> {
     /// Each distinct value with its documents, sorted by value.
     Dict(Vec<(V, RoaringBitmap)>),
-    /// Document ids sorted by (value, id).
-    Sorted(Vec<u32>),
+    /// Document ids sorted by (value, id), and a bitmap of every [`BLOCK`] of them, so a
+    /// long range is mostly a union of whole blocks.
+    Sorted {
+        /// Document ids sorted by (value, id).
+        ids: Vec<u32>,
+        /// `blocks[i]` holds `ids[i * BLOCK..(i + 1) * BLOCK]`.
+        blocks: Vec<RoaringBitmap>,
+    },
+}
+
+/// Entries per precomputed block of a sorted posting array.
+pub const BLOCK: usize = 4096;
+
+impl<V> Postings<V> {
+    fn sorted(ids: Vec<u32>) -> Postings<V> {
+        let blocks = ids
+            .par_chunks(BLOCK)
+            .filter(|c| c.len() == BLOCK)
+            .map(sorted_bitmap)
+            .collect();
+        Postings::Sorted { ids, blocks }
+    }
+}
+
+/// A bitmap of unsorted ids.
+fn sorted_bitmap(ids: &[u32]) -> RoaringBitmap {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
+}
+
+/// The documents `ids[lo..hi]` of a sorted posting array, using whole blocks where it can.
+fn sorted_range(ids: &[u32], blocks: &[RoaringBitmap], lo: usize, hi: usize) -> RoaringBitmap {
+    let first = lo.div_ceil(BLOCK);
+    let last = (hi / BLOCK).min(blocks.len());
+    if first >= last {
+        return sorted_bitmap(&ids[lo..hi]);
+    }
+    let mut out = blocks[first..last].iter().union();
+    out |= sorted_bitmap(&ids[lo..first * BLOCK]);
+    out |= sorted_bitmap(&ids[last * BLOCK..hi]);
+    out
 }
 
 impl<V> Default for Postings<V> {
@@ -194,14 +235,16 @@ impl<V> Postings<V> {
     fn bytes(&self) -> usize {
         match self {
             Postings::Dict(d) => d.iter().map(|(_, b)| b.serialized_size() + 32).sum(),
-            Postings::Sorted(v) => 4 * v.len(),
+            Postings::Sorted { ids, blocks } => {
+                4 * ids.len() + blocks.iter().map(|b| b.serialized_size()).sum::<usize>()
+            }
         }
     }
 
     fn entries(&self) -> usize {
         match self {
             Postings::Dict(d) => d.iter().map(|(_, b)| b.len() as usize).sum(),
-            Postings::Sorted(v) => v.len(),
+            Postings::Sorted { ids, .. } => ids.len(),
         }
     }
 }
@@ -416,6 +459,8 @@ struct Walker<'p, 'a> {
     slots: Vec<(Box<[u32]>, Slot<'a>)>,
     names: Vec<&'a str>,
     ids: Vec<u32>,
+    /// Key ids met so far in the object being visited at each depth.
+    seen: Vec<Vec<u32>>,
 }
 
 impl<'p, 'a> Walker<'p, 'a> {
@@ -432,6 +477,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             slots: Vec::new(),
             names: Vec::new(),
             ids: Vec::new(),
+            seen: Vec::new(),
         }
     }
 
@@ -461,7 +507,17 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 
     fn visit(&mut self, doc: u32, node: NodeRef<'a>, trie: u32) {
+        let depth = self.ids.len();
+        if self.seen.len() <= depth {
+            self.seen.resize_with(depth + 1, Vec::new);
+        }
+        self.seen[depth].clear();
         for (_, id, child) in node.members() {
+            // A repeated member name: lookups find the first one, so only it is indexed.
+            if self.seen[depth].contains(&id) {
+                continue;
+            }
+            self.seen[depth].push(id);
             self.names.push(self.store.key_name(id));
             self.ids.push(id);
             let t = self.child(trie, id);
@@ -501,7 +557,8 @@ struct Merged<'a> {
     numbers: Vec<ChunkPostings<u64>>,
 }
 
-fn bitmap_of(v: Vec<u32>) -> RoaringBitmap {
+fn bitmap_of(mut v: Vec<u32>) -> RoaringBitmap {
+    v.dedup();
     RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
 }
 
@@ -554,7 +611,7 @@ where
             .then_with(|| cmp(&a.1, &b.1))
             .then(a.2.cmp(&b.2))
     });
-    Postings::Sorted(pairs.into_iter().map(|(_, _, d)| d).collect())
+    Postings::sorted(pairs.into_iter().map(|(_, _, d)| d).collect())
 }
 
 const BUILD_CHUNK: usize = 8192;
@@ -773,7 +830,8 @@ impl<'i, 's> Lookup<'i, 's> {
         matches!(
             self.resolve(path),
             Resolved::Indexed(pi)
-                if matches!(pi.strings, Postings::Sorted(_)) || matches!(pi.numbers, Postings::Sorted(_))
+                if matches!(pi.strings, Postings::Sorted { .. })
+                    || matches!(pi.numbers, Postings::Sorted { .. })
         )
     }
 
@@ -843,10 +901,10 @@ impl<'i, 's> Lookup<'i, 's> {
                 let hi = d.partition_point(|(v, _)| end(v)).max(lo);
                 d[lo..hi].iter().map(|(_, b)| b).union()
             }
-            Postings::Sorted(ids) => {
+            Postings::Sorted { ids, blocks } => {
                 let lo = ids.partition_point(|&x| start(self.value_str(pi, x)));
                 let hi = ids.partition_point(|&x| end(self.value_str(pi, x))).max(lo);
-                Self::bitmap(&ids[lo..hi])
+                sorted_range(ids, blocks, lo, hi)
             }
         }
     }
@@ -864,18 +922,12 @@ impl<'i, 's> Lookup<'i, 's> {
                 let hi = d.partition_point(|(v, _)| end(*v)).max(lo);
                 d[lo..hi].iter().map(|(_, b)| b).union()
             }
-            Postings::Sorted(ids) => {
+            Postings::Sorted { ids, blocks } => {
                 let lo = ids.partition_point(|&x| start(self.value_num(pi, x)));
                 let hi = ids.partition_point(|&x| end(self.value_num(pi, x))).max(lo);
-                Self::bitmap(&ids[lo..hi])
+                sorted_range(ids, blocks, lo, hi)
             }
         }
-    }
-
-    fn bitmap(ids: &[u32]) -> RoaringBitmap {
-        let mut v = ids.to_vec();
-        v.sort_unstable();
-        RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
     }
 
     /// Documents where the path equals the constant (true set) and where it has the
@@ -1194,5 +1246,57 @@ impl<'i, 's> Lookup<'i, 's> {
         }
         groups.sort_by_key(|g| g.min());
         Some(groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_ranges_from_blocks_equal_naive_ranges() {
+        // A scrambled permutation of 0..n, as value-sorted postings look.
+        let n = 5 * BLOCK as u32 + 123;
+        let ids: Vec<u32> = (0..n)
+            .map(|i| ((u64::from(i) * 7919) % u64::from(n)) as u32)
+            .collect();
+        let Postings::<f64>::Sorted { ids, blocks } = Postings::sorted(ids) else {
+            panic!("sorted postings expected");
+        };
+        assert_eq!(blocks.len(), 5);
+        let bounds = [
+            0,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            3 * BLOCK + 7,
+            ids.len(),
+        ];
+        for &lo in &bounds {
+            for &hi in &bounds {
+                if lo > hi {
+                    continue;
+                }
+                let naive = sorted_bitmap(&ids[lo..hi]);
+                assert_eq!(sorted_range(&ids, &blocks, lo, hi), naive, "{lo}..{hi}");
+            }
+        }
+    }
+
+    #[test]
+    fn policy_patterns() {
+        let p = IndexPolicy::default();
+        assert!(p.covers(&["tags", "location", "plant"]));
+        assert!(p.covers(&["properties", "reported", "temperature"]));
+        assert!(!p.covers(&["properties", "reported", "$metadata", "temperature"]));
+        assert!(!p.covers(&["properties"]));
+        assert!(p.covers(&["deviceId"]));
+        assert!(!p.covers(&["x509Thumbprint", "primaryThumbprint"]));
+        let custom = IndexPolicy::from_json(r#"{"include": ["tags/*/b"], "exclude": []}"#).unwrap();
+        assert!(custom.covers(&["tags", "a", "b"]));
+        assert!(!custom.covers(&["tags", "a", "c"]));
+        assert!(IndexPolicy::from_json(r#"{"include": "tags"}"#).is_err());
     }
 }
