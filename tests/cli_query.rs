@@ -211,6 +211,12 @@ fn bench_reports_json() {
     assert_eq!(qs.len(), 13);
     assert_eq!(qs[0]["id"], "Q01");
     assert_eq!(qs[0]["rows"], 2, "two twins in plant Redmond43");
+    // Aggregates report their rows in select order, sorted, for cross-checking with peers.
+    assert_eq!(qs[8]["id"], "Q09");
+    assert_eq!(
+        qs[8]["rows"],
+        serde_json::json!([["Pending", 1], ["Success", 2], [null, 1]])
+    );
 }
 
 #[test]

@@ -59,18 +59,104 @@ pub struct QueryTiming {
     pub min_ms: f64,
     /// Rows returned.
     pub rows: u64,
+    /// For aggregate queries (`agg` in the query file): the result rows as lists of values in
+    /// select order (`null` for an omitted member), sorted, for cross-checking with peers.
+    #[serde(skip)]
+    pub result: Option<serde_json::Value>,
 }
 
-/// Parses a query file: `(id, query)` pairs.
-pub fn read_queries(text: &str) -> Vec<(String, String)> {
+impl QueryTiming {
+    /// The JSON of the report: `rows` is the row count, or the result rows of an aggregate.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "median_ms": self.median_ms,
+            "min_ms": self.min_ms,
+            "rows": self.result.clone().unwrap_or_else(|| self.rows.into()),
+        })
+    }
+}
+
+/// The output member names of an aggregate plan, in select order.
+fn output_names(plan: &twinql_planner::plan::Plan) -> Vec<String> {
+    use twinql_planner::plan::{AggItem, Shape};
+    let Shape::Aggregate {
+        items, key_texts, ..
+    } = &plan.shape
+    else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            AggItem::Key { index, alias } => alias.clone().unwrap_or_else(|| {
+                key_texts[*index]
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+            AggItem::Agg { name, .. } => name.clone(),
+        })
+        .collect()
+}
+
+/// Aggregate rows as sorted lists of values in select order, the peers' cross-check format.
+fn normalized(plan: &twinql_planner::plan::Plan, rows: &[String]) -> serde_json::Value {
+    let names = output_names(plan);
+    let mut out: Vec<Vec<serde_json::Value>> = rows
+        .iter()
+        .map(|r| {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(r).unwrap_or_default();
+            names
+                .iter()
+                .map(|n| obj.get(n).cloned().unwrap_or(serde_json::Value::Null))
+                .collect()
+        })
+        .collect();
+    let key = |row: &Vec<serde_json::Value>| -> Vec<(bool, String)> {
+        row.iter()
+            .map(|v| match v {
+                serde_json::Value::Null => (true, "None".to_string()),
+                serde_json::Value::String(s) => (false, s.clone()),
+                other => (false, other.to_string()),
+            })
+            .collect()
+    };
+    out.sort_by_key(key);
+    serde_json::Value::Array(out.into_iter().map(serde_json::Value::Array).collect())
+}
+
+/// One line of a query file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchQuery {
+    /// The id (or `L<line>`).
+    pub id: String,
+    /// `rows` or `agg` (empty when the line has no kind).
+    pub kind: String,
+    /// The query text.
+    pub query: String,
+}
+
+/// Parses a query file: `ID<TAB>KIND<TAB>QUERY` lines, or bare queries.
+pub fn read_queries(text: &str) -> Vec<BenchQuery> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .map(|(i, l)| {
             let parts: Vec<&str> = l.splitn(3, '\t').collect();
             match parts.as_slice() {
-                [id, _kind, q] => (id.trim().to_string(), q.trim().to_string()),
-                _ => (format!("L{}", i + 1), l.trim().to_string()),
+                [id, kind, q] => BenchQuery {
+                    id: id.trim().to_string(),
+                    kind: kind.trim().to_string(),
+                    query: q.trim().to_string(),
+                },
+                _ => BenchQuery {
+                    id: format!("L{}", i + 1),
+                    kind: String::new(),
+                    query: l.trim().to_string(),
+                },
             }
         })
         .collect()
@@ -87,14 +173,15 @@ pub fn rss_bytes() -> u64 {
 /// Times each query: `runs` timed runs after `warmup` untimed ones.
 pub fn time_queries(
     db: &Database,
-    queries: &[(String, String)],
+    queries: &[BenchQuery],
     runs: usize,
     warmup: usize,
     mode: Mode,
 ) -> Result<Vec<QueryTiming>, (String, crate::db::QueryError)> {
     let mut out = Vec::new();
-    for (id, q) in queries {
+    for BenchQuery { id, kind, query: q } in queries {
         let mut rows = 0;
+        let mut result = None;
         let mut times = Vec::new();
         for i in 0..warmup + runs.max(1) {
             let start = Instant::now();
@@ -111,6 +198,9 @@ pub fn time_queries(
             if i >= warmup {
                 times.push(ms);
             }
+            if i == 0 && kind == "agg" {
+                result = Some(normalized(&plan, &db.run_plan(&plan, true)));
+            }
         }
         times.sort_by(f64::total_cmp);
         let median = if times.len() % 2 == 1 {
@@ -123,6 +213,7 @@ pub fn time_queries(
             median_ms: median,
             min_ms: times[0],
             rows,
+            result,
         });
     }
     Ok(out)
@@ -156,7 +247,7 @@ pub fn run_bench(args: BenchArgs) -> i32 {
                 "load_s": load_s,
                 "rss_bytes": rss,
                 "mode": match args.mode { Mode::Full => "full", Mode::Count => "count" },
-                "queries": timings,
+                "queries": timings.iter().map(QueryTiming::to_json).collect::<Vec<_>>(),
             });
             println!("{report}");
         }

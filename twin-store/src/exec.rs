@@ -177,14 +177,14 @@ where
             None => iter.collect(),
         };
     }
-    let all: Vec<u32> = iter.collect();
     let test = |id: &u32| passes(filter, doc(*id));
+    let mut iter = iter.peekable();
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut window = want.map_or(all.len(), |w| (w * 2).max(64));
-    while pos < all.len() && want.is_none_or(|w| out.len() <= w) {
-        let end = (pos + window).min(all.len());
-        let part = &all[pos..end];
+    let mut window = want.map_or(usize::MAX, |w| (w * 2).max(64));
+    let mut part: Vec<u32> = Vec::new();
+    while iter.peek().is_some() && want.is_none_or(|w| out.len() <= w) {
+        part.clear();
+        part.extend(iter.by_ref().take(window));
         if parallel && part.len() > CHUNK {
             let found: Vec<Vec<u32>> = part
                 .par_chunks(CHUNK)
@@ -194,7 +194,6 @@ where
         } else {
             out.extend(part.iter().copied().filter(|i| test(i)));
         }
-        pos = end;
         window = window.saturating_mul(2);
     }
     out
