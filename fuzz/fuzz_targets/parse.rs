@@ -1,9 +1,14 @@
-//! Fuzz target: any UTF-8 text through the three parsers. Parsing must never panic, and a
-//! successful parse must print back to text that parses to an equal tree.
+//! Fuzz target: any UTF-8 text through the three parsers and their validation (and, for
+//! queries that validate, the planner). Nothing may panic, and a successful parse must print
+//! back to text that parses to an equal tree.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use twinql_parser::{parse_condition, parse_query, parse_routing};
+use twinql_planner::functions::FunctionSet;
+use twinql_planner::plan::{PlanOptions, plan_query};
+use twinql_planner::routing::{RoutingFlags, compile_routing};
+use twinql_planner::validate::{Options, validate_condition, validate_query, validate_routing};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,7 +22,17 @@ fuzz_target!(|data: &[u8]| {
             Ok(&query),
             "{text:?} -> {printed:?}"
         );
-        // Validation of `query` goes here once the planner's validator is wired in.
+        for functions in [FunctionSet::Twin, FunctionSet::Extended] {
+            let opts = Options {
+                functions,
+                ..Options::default()
+            };
+            if !validate_query(&query, &opts).has_errors() {
+                // A valid query must plan.
+                let plan = plan_query(&query, &PlanOptions { functions });
+                assert!(plan.is_ok(), "{text:?}: valid but does not plan: {plan:?}");
+            }
+        }
     }
 
     if let Ok(condition) = parse_condition(text) {
@@ -27,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(&condition),
             "{text:?} -> {printed:?}"
         );
-        // Validation of `condition` goes here.
+        let _ = validate_condition(&condition, &Options::default());
     }
 
     if let Ok(expr) = parse_routing(text) {
@@ -37,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(&expr),
             "{text:?} -> {printed:?}"
         );
-        // Validation of the routing condition `expr` goes here.
+        let _ = validate_routing(&expr);
+        let _ = compile_routing(&expr, RoutingFlags::ALL);
     }
 });

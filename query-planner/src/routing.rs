@@ -255,7 +255,9 @@ fn is_twin_root(p: &Path) -> bool {
 }
 
 fn is_body_name(name: &str) -> bool {
-    name.len() > 6 && name[..6].eq_ignore_ascii_case("$body.")
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("$body."))
+        && name.len() > 6
 }
 
 /// A path as one dotted property name, the way the routing engine reads it.
