@@ -95,7 +95,7 @@ pub fn run_demo(args: DemoArgs) -> i32 {
         let start = Instant::now();
         let stats = db.build_index(&IndexPolicy::default());
         println!(
-            "indexed {} paths ({} sorted entries, {:.1} MB) in {:.2} s\n",
+            "indexed {} paths ({} value entries, {:.1} MB) in {:.2} s\n",
             stats.paths,
             stats.entries,
             stats.bytes as f64 / 1e6,
