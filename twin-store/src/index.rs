@@ -191,7 +191,7 @@ pub enum Postings<V> {
 }
 
 /// Entries per precomputed block of a sorted posting array.
-pub const BLOCK: usize = 4096;
+pub const BLOCK: usize = 1024;
 
 impl<V> Postings<V> {
     fn sorted(ids: Vec<u32>) -> Postings<V> {
@@ -932,7 +932,7 @@ impl<'i, 's> Lookup<'i, 's> {
 
     /// Documents where the path equals the constant (true set) and where it has the
     /// constant's type but another value (false set).
-    fn compare(&self, pi: &PathIndex, op: CompareOp, c: &Const) -> Answer {
+    fn compare(&self, pi: &PathIndex, op: CompareOp, c: &Const, need_f: bool) -> Answer {
         let (t, same_type) = match c {
             Const::String(s) => {
                 let s: &str = s;
@@ -992,7 +992,11 @@ impl<'i, 's> Lookup<'i, 's> {
                 };
             }
         };
-        let f = same_type - &t;
+        let f = if need_f || op == CompareOp::Ne {
+            same_type - &t
+        } else {
+            RoaringBitmap::new()
+        };
         if op == CompareOp::Ne {
             Answer::Exact { t: f, f: t }
         } else {
@@ -1019,8 +1023,20 @@ impl<'i, 's> Lookup<'i, 's> {
         }
     }
 
-    /// What the index says about condition `e`.
+    /// What the index says about condition `e`: the documents where it is `true` (the false
+    /// set of an exact answer is left empty; see [`Lookup::answer_full`]).
     pub fn answer(&self, e: &CExpr) -> Answer {
+        self.eval(e, false)
+    }
+
+    /// As [`Lookup::answer`], with the false set of an exact answer filled in.
+    pub fn answer_full(&self, e: &CExpr) -> Answer {
+        self.eval(e, true)
+    }
+
+    /// The answer for `e`; the false set is computed only when `need_f` (under `NOT`, or when
+    /// the caller needs it), since it costs a pass over a whole type's bitmap.
+    fn eval(&self, e: &CExpr, need_f: bool) -> Answer {
         match e {
             CExpr::Const(Const::Bool(true)) => Answer::Exact {
                 t: self.index.all.clone(),
@@ -1034,10 +1050,14 @@ impl<'i, 's> Lookup<'i, 's> {
             CExpr::Path(p) => self
                 .path_answer(p, |pi| Answer::Exact {
                     t: pi.trues.clone(),
-                    f: &pi.kinds[kind_slot(Kind::Bool)] - &pi.trues,
+                    f: if need_f {
+                        &pi.kinds[kind_slot(Kind::Bool)] - &pi.trues
+                    } else {
+                        RoaringBitmap::new()
+                    },
                 })
                 .unwrap_or_else(Self::nothing),
-            CExpr::Not(x) => self.answer(x).not(),
+            CExpr::Not(x) => self.eval(x, true).not(),
             CExpr::And(items) => {
                 if self.prefer_residual {
                     let (expensive, cheap): (Vec<&CExpr>, Vec<&CExpr>) =
@@ -1045,7 +1065,7 @@ impl<'i, 's> Lookup<'i, 's> {
                     if !expensive.is_empty() && !cheap.is_empty() {
                         let mut c: Option<RoaringBitmap> = None;
                         for item in cheap {
-                            if let Some(s) = self.answer(item).candidates() {
+                            if let Some(s) = self.eval(item, false).candidates() {
                                 c = Some(match c {
                                     None => s.clone(),
                                     Some(c) => c & s,
@@ -1057,7 +1077,7 @@ impl<'i, 's> Lookup<'i, 's> {
                         }
                     }
                 }
-                let answers: Vec<Answer> = items.iter().map(|i| self.answer(i)).collect();
+                let answers: Vec<Answer> = items.iter().map(|i| self.eval(i, need_f)).collect();
                 let all_exact = answers.iter().all(|a| matches!(a, Answer::Exact { .. }));
                 if all_exact {
                     let mut t: Option<RoaringBitmap> = None;
@@ -1089,7 +1109,7 @@ impl<'i, 's> Lookup<'i, 's> {
                 }
             }
             CExpr::Or(items) => {
-                let answers: Vec<Answer> = items.iter().map(|i| self.answer(i)).collect();
+                let answers: Vec<Answer> = items.iter().map(|i| self.eval(i, need_f)).collect();
                 if answers.iter().any(|a| matches!(a, Answer::Unknown)) {
                     return Answer::Unknown;
                 }
@@ -1120,10 +1140,10 @@ impl<'i, 's> Lookup<'i, 's> {
             }
             CExpr::Compare(op, a, b) => match (&**a, &**b) {
                 (CExpr::Path(p), CExpr::Const(c)) => self
-                    .path_answer(p, |pi| self.compare(pi, *op, c))
+                    .path_answer(p, |pi| self.compare(pi, *op, c, need_f))
                     .unwrap_or_else(Self::nothing),
                 (CExpr::Const(c), CExpr::Path(p)) => self
-                    .path_answer(p, |pi| self.compare(pi, op.flip(), c))
+                    .path_answer(p, |pi| self.compare(pi, op.flip(), c, need_f))
                     .unwrap_or_else(Self::nothing),
                 _ => Answer::Unknown,
             },
@@ -1139,23 +1159,27 @@ impl<'i, 's> Lookup<'i, 's> {
                     .path_answer(p, |pi| {
                         let mut t = RoaringBitmap::new();
                         for c in list {
-                            match self.compare(pi, CompareOp::Eq, c) {
+                            match self.compare(pi, CompareOp::Eq, c, false) {
                                 Answer::Exact { t: ct, .. } => t |= ct,
                                 _ => return Answer::Unknown,
                             }
                         }
-                        let f = Self::primitives(pi) - &t;
+                        let f = if need_f || *negated {
+                            Self::primitives(pi) - &t
+                        } else {
+                            RoaringBitmap::new()
+                        };
                         Answer::Exact { t, f }
                     })
                     .unwrap_or_else(Self::nothing);
                 if *negated { ans.not() } else { ans }
             }
-            CExpr::Call(func, args) => self.call(*func, args),
+            CExpr::Call(func, args) => self.call(*func, args, need_f),
             _ => Answer::Unknown,
         }
     }
 
-    fn call(&self, func: Func, args: &[CExpr]) -> Answer {
+    fn call(&self, func: Func, args: &[CExpr], need_f: bool) -> Answer {
         let Some(CExpr::Path(p)) = args.first() else {
             return Answer::Unknown;
         };
@@ -1166,7 +1190,11 @@ impl<'i, 's> Lookup<'i, 's> {
                 for &s in slots {
                     t |= &pi.kinds[s];
                 }
-                let f = all - &t;
+                let f = if need_f {
+                    all - &t
+                } else {
+                    RoaringBitmap::new()
+                };
                 Answer::Exact { t, f }
             })
             .unwrap_or_else(|| Answer::Exact {
@@ -1178,7 +1206,11 @@ impl<'i, 's> Lookup<'i, 's> {
             Func::IsDefined => self
                 .path_answer(p, |pi| Answer::Exact {
                     t: pi.defined.clone(),
-                    f: all - &pi.defined,
+                    f: if need_f {
+                        all - &pi.defined
+                    } else {
+                        RoaringBitmap::new()
+                    },
                 })
                 .unwrap_or_else(|| Answer::Exact {
                     t: RoaringBitmap::new(),
@@ -1202,7 +1234,11 @@ impl<'i, 's> Lookup<'i, 's> {
                         |v| v < prefix,
                         |v| v < prefix || v.starts_with(prefix),
                     );
-                    let f = &pi.kinds[kind_slot(Kind::String)] - &t;
+                    let f = if need_f {
+                        &pi.kinds[kind_slot(Kind::String)] - &t
+                    } else {
+                        RoaringBitmap::new()
+                    };
                     Answer::Exact { t, f }
                 })
                 .unwrap_or_else(Self::nothing)
