@@ -347,14 +347,12 @@ const CHUNK_DICT_MAX: usize = 512;
 const DICT_MAX: usize = 4096;
 
 /// Values of one kind at one path, collected while walking a chunk.
-enum Collect<'a, V> {
+enum Collect<V> {
     Dict(HashMap<V, Vec<u32>, FxBuild>),
     Pairs(Vec<(V, u32)>),
-    #[allow(dead_code)]
-    Phantom(std::marker::PhantomData<&'a ()>),
 }
 
-impl<V: std::hash::Hash + Eq + Copy> Collect<'_, V> {
+impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
     fn new() -> Self {
         Collect::Dict(HashMap::default())
     }
@@ -366,7 +364,6 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<'_, V> {
                 ChunkPostings::Dict(d.into_iter().map(|(k, v)| (k, bitmap_of(v))).collect())
             }
             Collect::Pairs(p) => ChunkPostings::Pairs(p),
-            Collect::Phantom(_) => ChunkPostings::Dict(Vec::new()),
         }
     }
 
@@ -388,7 +385,6 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<'_, V> {
                 }
             }
             Collect::Pairs(p) => p.push((v, doc)),
-            Collect::Phantom(_) => {}
         }
     }
 }
@@ -411,9 +407,9 @@ struct ChunkSlot<'a> {
 struct Slot<'a> {
     kinds: [Vec<u32>; KINDS],
     trues: Vec<u32>,
-    strings: Collect<'a, &'a str>,
+    strings: Collect<&'a str>,
     /// Numbers by their bits (with -0 folded into 0).
-    numbers: Collect<'a, u64>,
+    numbers: Collect<u64>,
 }
 
 impl<'a> Slot<'a> {
