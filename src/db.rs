@@ -240,7 +240,7 @@ impl Database {
         let answer = match &plan.filter {
             Some(f) => lookup.answer(f),
             None => Answer::Exact {
-                t: lookup_all(&lookup, coll.len()),
+                t: all_ids(coll.len()),
                 f: roaring::RoaringBitmap::new(),
             },
         };
@@ -443,7 +443,8 @@ impl Database {
     }
 }
 
-fn lookup_all(_lookup: &Lookup<'_, '_>, len: usize) -> roaring::RoaringBitmap {
+/// Every document id of a collection of `len` documents.
+fn all_ids(len: usize) -> roaring::RoaringBitmap {
     let mut all = roaring::RoaringBitmap::new();
     all.insert_range(0..len as u32);
     all
