@@ -212,12 +212,35 @@ fn sorted_bitmap(ids: &[u32]) -> RoaringBitmap {
     RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
 }
 
-/// The documents `ids[lo..hi]` of a sorted posting array, using whole blocks where it can.
+/// A bitmap of unsorted, distinct ids: through a plain bit array when there are many of them
+/// (setting bits is cheaper than sorting), else by sorting.
+fn bitmap_of_unsorted(ids: &[u32]) -> RoaringBitmap {
+    if ids.len() < 2048 {
+        return sorted_bitmap(ids);
+    }
+    let (mut min, mut max) = (u32::MAX, 0);
+    for &id in ids {
+        min = min.min(id);
+        max = max.max(id);
+    }
+    // Start at a container boundary, so the bytes map onto whole containers.
+    let base = min & !0xffff;
+    let mut bytes = vec![0u8; ((max - base) as usize >> 3) + 1];
+    for &id in ids {
+        let o = (id - base) as usize;
+        bytes[o >> 3] |= 1 << (o & 7);
+    }
+    RoaringBitmap::from_lsb0_bytes(base, &bytes)
+}
+
+/// The documents `ids[lo..hi]` of a sorted posting array: whole blocks' bitmaps where the
+/// range is long, a bit array for the rest.
 fn sorted_range(ids: &[u32], blocks: &[RoaringBitmap], lo: usize, hi: usize) -> RoaringBitmap {
     let first = lo.div_ceil(BLOCK);
     let last = (hi / BLOCK).min(blocks.len());
-    if first >= last {
-        return sorted_bitmap(&ids[lo..hi]);
+    // Unions of many blocks cost more than setting bits, until the range is most of the array.
+    if first >= last || (hi - lo) * 2 < ids.len() {
+        return bitmap_of_unsorted(&ids[lo..hi]);
     }
     let mut out = blocks[first..last].iter().union();
     out |= sorted_bitmap(&ids[lo..first * BLOCK]);
