@@ -531,11 +531,15 @@ impl<'p, 'a> Walker<'p, 'a> {
             self.seen.resize_with(depth + 1, Vec::new);
         }
         self.seen[depth].clear();
+        // A 64-bit filter over the ids seen, so the exact check runs only on a likely repeat.
+        let mut filter = 0u64;
         for (_, id, child) in node.members() {
             // A repeated member name: lookups find the first one, so only it is indexed.
-            if self.seen[depth].contains(&id) {
+            let bit = 1u64 << (id & 63);
+            if filter & bit != 0 && self.seen[depth].contains(&id) {
                 continue;
             }
+            filter |= bit;
             self.seen[depth].push(id);
             self.names.push(self.store.key_name(id));
             self.ids.push(id);
