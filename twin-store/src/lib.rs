@@ -41,6 +41,7 @@
 //! ```
 
 mod dict;
+pub mod doc;
 mod error;
 pub mod exec;
 pub mod index;
@@ -48,7 +49,9 @@ mod load;
 mod parse;
 mod store;
 mod tape;
+pub mod twin;
 
+pub use doc::{Doc, JsonError, Number, Object};
 pub use error::{DocError, DocErrorKind, LoadError};
 pub use load::{DocKind, LoadOptions, LoadReport};
 pub use store::{ABSENT_KEY, Collection, CollectionKind, DocId, MemoryUsage, Store};

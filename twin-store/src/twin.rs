@@ -1,0 +1,1 @@
+//! IoT Hub twin update rules (in progress).
