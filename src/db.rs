@@ -1,17 +1,23 @@
 //! The query API over an in-memory twin store: parse, validate, plan, execute, page.
 
 use crate::token::{self, TokenError};
+use roaring::RoaringBitmap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
 use twinql_planner::eval::CompileError;
 use twinql_planner::functions::FunctionSet;
 use twinql_planner::plan::{Plan, PlanOptions, plan_query};
 use twinql_planner::validate::{self, Diagnostic};
+use twinql_planner::value::Node;
 use twinql_store::exec::{self, Candidates, ExecOptions, Position};
 use twinql_store::index::{Answer, IndexPolicy, IndexStats, Lookup, StoreIndex};
-use twinql_store::{Collection as StoreCollection, Store};
+use twinql_store::live::{Overlay, PolicyCache};
+use twinql_store::{CollectionKind, DocKind, LoadOptions, Store};
 
 /// The largest page the service returns (spec §6.1); larger requests are clamped (spec D-9).
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -124,12 +130,64 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
-/// A set of twins you can query: device twins, module twins and job records in memory, with
-/// optional path indexes.
-#[derive(Default)]
-pub struct Database {
+/// The loaded documents and their indexes: immutable once queries run.
+struct Base {
     store: Store,
     index: Option<StoreIndex>,
+}
+
+/// The writer's side: the current overlay and what only writers touch.
+pub(crate) struct Writer {
+    pub(crate) overlay: Overlay,
+    pub(crate) cache: PolicyCache,
+    pub(crate) subscribers: HashMap<(String, Option<String>), Vec<Sender<DesiredUpdate>>>,
+}
+
+/// A desired-property patch as a device receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredUpdate {
+    /// The section's `$version` after the write.
+    pub version: u64,
+    /// The patch as JSON text, with its `$version` member.
+    pub patch: String,
+}
+
+/// Snapshots kept for continuation tokens: (generation, seq, last use, snapshot).
+type KeptSnapshots = VecDeque<(u64, u64, Instant, Arc<Snapshot>)>;
+
+/// How long a snapshot kept for continuation tokens survives without use.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(300);
+/// How many snapshots are kept for continuation tokens at most.
+pub const MAX_SNAPSHOTS: usize = 32;
+
+/// A set of twins you can query and update: device twins, module twins and job records in
+/// memory, with optional path indexes.
+///
+/// Every method takes `&self`: queries run on a consistent [`Snapshot`] taken when they start
+/// (O(1), never blocked by more than one write), and writes go through one short critical
+/// section each. A query never sees half of a write, and sees every write acknowledged before
+/// it started.
+pub struct Database {
+    base: Arc<Base>,
+    pub(crate) writer: Mutex<Writer>,
+    snapshots: Mutex<KeptSnapshots>,
+    generation: u64,
+}
+
+impl Default for Database {
+    fn default() -> Database {
+        Database::from_store(Store::new())
+    }
+}
+
+/// A consistent view of a [`Database`] at one moment: the loaded documents plus every write
+/// acknowledged before it was taken. Queries on a snapshot never see later writes.
+#[derive(Clone)]
+pub struct Snapshot {
+    base: Arc<Base>,
+    overlay: Overlay,
+    generation: u64,
+    alive: [Option<Arc<RoaringBitmap>>; 3],
 }
 
 /// How the engine reaches the documents of one query (the physical plan).
@@ -162,6 +220,35 @@ impl Access {
     }
 }
 
+/// Runs `$body` with `$len` and `$doc` bound to the id range and the document accessor of
+/// collection `$coll` in snapshot `$snap`: tape documents directly when nothing was written
+/// to the collection, else through the overlay.
+macro_rules! with_docs {
+    ($snap:expr, $kind:expr, |$len:ident, $doc:ident| $body:expr) => {{
+        let snap: &Snapshot = $snap;
+        let kind: CollectionKind = $kind;
+        let coll = snap.base.store.collection(kind);
+        let live = snap.overlay.coll(kind);
+        if live.is_pristine() {
+            let $len = coll.len();
+            let $doc = |id: u32| coll.doc(id);
+            $body
+        } else {
+            let $len = live.len();
+            let $doc = |id: u32| live.doc(coll, id);
+            $body
+        }
+    }};
+}
+
+fn kind_of(c: Collection) -> CollectionKind {
+    match c {
+        Collection::Devices => CollectionKind::Devices,
+        Collection::Modules => CollectionKind::Modules,
+        Collection::Jobs => CollectionKind::Jobs,
+    }
+}
+
 impl Database {
     /// An empty database.
     pub fn new() -> Database {
@@ -170,35 +257,347 @@ impl Database {
 
     /// A database over an already loaded store (no indexes; see [`Database::build_index`]).
     pub fn from_store(store: Store) -> Database {
-        Database { store, index: None }
+        Database::from_parts(store, None, 0, 0)
+    }
+
+    fn from_parts(store: Store, index: Option<StoreIndex>, generation: u64, seq: u64) -> Database {
+        let mut overlay = Overlay::new(&store);
+        overlay.set_seq(seq);
+        Database {
+            base: Arc::new(Base { store, index }),
+            writer: Mutex::new(Writer {
+                overlay,
+                cache: PolicyCache::default(),
+                subscribers: HashMap::new(),
+            }),
+            snapshots: Mutex::new(VecDeque::new()),
+            generation,
+        }
     }
 
     /// Builds path indexes under `policy` (replacing any), and returns their size figures.
+    /// Writes made so far are folded into the loaded documents first (see
+    /// [`Database::compact`]).
     pub fn build_index(&mut self, policy: &IndexPolicy) -> IndexStats {
-        let index = StoreIndex::build(&self.store, policy);
+        self.compact();
+        let base = self.base_mut();
+        let index = StoreIndex::build(&base.store, policy);
         let stats = index.stats();
-        self.index = Some(index);
+        base.index = Some(index);
+        self.writer_mut().cache = PolicyCache::default();
         stats
     }
 
     /// Drops the indexes: every query scans.
     pub fn drop_index(&mut self) {
-        self.index = None;
+        self.compact();
+        self.base_mut().index = None;
+    }
+
+    fn writer_mut(&mut self) -> &mut Writer {
+        match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The base, for changing it: no snapshot may hold it (the snapshot cache is cleared; a
+    /// snapshot the caller still holds keeps its own copy).
+    fn base_mut(&mut self) -> &mut Base {
+        self.lock_snapshots().clear();
+        if Arc::get_mut(&mut self.base).is_none() {
+            // Someone holds a snapshot: give this database a base of its own.
+            let text = export_all(&self.snapshot());
+            let (store, index) = rebuild(&text, self.base.index.as_ref().and_then(|i| i.policy()));
+            self.base = Arc::new(Base { store, index });
+        }
+        match Arc::get_mut(&mut self.base) {
+            Some(b) => b,
+            None => unreachable_base(),
+        }
+    }
+
+    /// Folds every write into a new loaded base (documents re-encoded into tapes, indexes
+    /// rebuilt), so queries read no overlay. Continuation tokens issued before are refused
+    /// afterwards.
+    pub fn compact(&mut self) {
+        let pristine = self.writer_mut().overlay.is_pristine();
+        if pristine {
+            return;
+        }
+        let snap = self.snapshot();
+        let text = export_all(&snap);
+        let policy = self.base.index.as_ref().and_then(|i| i.policy()).cloned();
+        drop(snap);
+        let (store, index) = rebuild(&text, policy.as_ref());
+        let seq = self.writer_mut().overlay.seq();
+        let subscribers = std::mem::take(&mut self.writer_mut().subscribers);
+        *self = Database::from_parts(store, index, self.generation + 1, seq);
+        self.writer_mut().subscribers = subscribers;
     }
 
     /// The indexes, if built.
     pub fn index(&self) -> Option<&StoreIndex> {
-        self.index.as_ref()
+        self.base.index.as_ref()
     }
 
-    /// The underlying store.
+    /// The documents as loaded (writes since are in the overlay; see [`Database::snapshot`]).
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.base.store
     }
 
-    /// The underlying store, to load more documents.
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        match self.writer.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn lock_snapshots(&self) -> MutexGuard<'_, KeptSnapshots> {
+        match self.snapshots.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A consistent view of everything written so far. O(1); writers are held up for the time
+    /// it takes to copy a few pointers.
+    pub fn snapshot(&self) -> Snapshot {
+        let overlay = self.lock_writer().overlay.clone();
+        Snapshot::new(self.base.clone(), overlay, self.generation)
+    }
+
+    pub(crate) fn base_store(&self) -> &Store {
+        &self.base.store
+    }
+
+    pub(crate) fn base_policy(&self) -> Option<&IndexPolicy> {
+        self.base.index.as_ref().and_then(|i| i.policy())
+    }
+
+    /// Parses, validates and plans `text`, resolving its member names.
+    pub fn plan(&self, text: &str, functions: FunctionSet) -> Result<Plan, QueryError> {
+        self.snapshot().plan(text, functions)
+    }
+
+    /// Chooses how to reach the documents of `plan` (see [`Snapshot::access`]).
+    pub fn access(&self, plan: &Plan) -> Access {
+        self.snapshot().access(plan)
+    }
+
+    /// Runs a planned query to the end through the given access path.
+    pub fn run_access(&self, plan: &Plan, access: &Access, parallel: bool) -> Vec<String> {
+        self.snapshot().run_access(plan, access, parallel)
+    }
+
+    /// The logical and physical plan of a query (see [`Snapshot::explain`]).
+    pub fn explain(
+        &self,
+        text: &str,
+        functions: FunctionSet,
+        analyze: bool,
+    ) -> Result<String, QueryError> {
+        self.snapshot().explain(text, functions, analyze)
+    }
+
+    /// Runs one page of a query (spec §6): at most `page_size` rows, and a continuation token
+    /// when more remain.
+    ///
+    /// Every page of one query reads the snapshot its first page was run on, so pages never
+    /// repeat or skip rows while writes go on. Snapshots are kept for [`SNAPSHOT_TTL`] after
+    /// their last use (at most [`MAX_SNAPSHOTS`]); a token whose snapshot is gone is refused
+    /// with [`TokenError::Expired`] unless nothing was written since it was issued.
+    pub fn query(&self, text: &str, opts: &QueryOptions) -> Result<Page, QueryError> {
+        let (start, snap) = match &opts.continuation {
+            Some(t) => {
+                let tok = token::decode(text, t).map_err(QueryError::Continuation)?;
+                let snap = self
+                    .kept_snapshot(tok.generation, tok.seq)
+                    .ok_or(QueryError::Continuation(TokenError::Expired))?;
+                (tok.position, snap)
+            }
+            None => (Position::default(), Arc::new(self.snapshot())),
+        };
+        let plan = snap.plan(text, opts.functions)?;
+        let out = snap.run(
+            &plan,
+            &ExecOptions {
+                start,
+                limit: Some(opts.page_size.clamp(1, MAX_PAGE_SIZE)),
+                parallel: opts.parallel,
+            },
+        );
+        let continuation = out.next.map(|p| {
+            self.keep_snapshot(&snap);
+            token::encode(
+                text,
+                token::Token {
+                    position: p,
+                    generation: snap.generation,
+                    seq: snap.overlay.seq(),
+                },
+            )
+        });
+        Ok(Page {
+            items: out.rows,
+            continuation,
+            item_type: item_type(&plan),
+        })
+    }
+
+    fn keep_snapshot(&self, snap: &Arc<Snapshot>) {
+        let mut kept = self.lock_snapshots();
+        let now = Instant::now();
+        kept.retain(|e| now.duration_since(e.2) < SNAPSHOT_TTL);
+        let key = (snap.generation, snap.overlay.seq());
+        if let Some(e) = kept.iter_mut().find(|e| (e.0, e.1) == key) {
+            e.2 = now;
+            return;
+        }
+        if kept.len() >= MAX_SNAPSHOTS {
+            kept.pop_front();
+        }
+        kept.push_back((key.0, key.1, now, snap.clone()));
+    }
+
+    fn kept_snapshot(&self, generation: u64, seq: u64) -> Option<Arc<Snapshot>> {
+        {
+            let mut kept = self.lock_snapshots();
+            let now = Instant::now();
+            kept.retain(|e| now.duration_since(e.2) < SNAPSHOT_TTL);
+            if let Some(e) = kept.iter_mut().find(|e| (e.0, e.1) == (generation, seq)) {
+                e.2 = now;
+                return Some(e.3.clone());
+            }
+        }
+        // Nothing written since the token was issued (a token from another process over the
+        // same data, for example): the current state is that snapshot.
+        let current = self.snapshot();
+        (current.generation == generation && current.overlay.seq() == seq)
+            .then(|| Arc::new(current))
+    }
+
+    /// Runs a query to the end and returns every row.
+    pub fn query_all(&self, text: &str) -> Result<Vec<String>, QueryError> {
+        self.snapshot().query_all(text)
+    }
+
+    /// Runs a planned query to the end.
+    pub fn run_plan(&self, plan: &Plan, parallel: bool) -> Vec<String> {
+        self.snapshot().run_plan(plan, parallel)
+    }
+
+    /// Counts the rows of a planned query without building them.
+    pub fn count_plan(&self, plan: &Plan, parallel: bool) -> u64 {
+        self.snapshot().count_plan(plan, parallel)
+    }
+}
+
+fn unreachable_base() -> ! {
+    // `base_mut` replaced the shared base with an unshared one just before.
+    std::process::abort()
+}
+
+/// Every live document of a snapshot as JSON Lines: twins, then job records.
+fn export_all(snap: &Snapshot) -> (String, String) {
+    let mut twins = String::new();
+    let mut jobs = String::new();
+    for kind in CollectionKind::ALL {
+        let out = if kind == CollectionKind::Jobs {
+            &mut jobs
+        } else {
+            &mut twins
+        };
+        with_docs!(snap, kind, |len, doc| {
+            let deleted = snap.overlay.coll(kind).deleted();
+            for id in 0..len as u32 {
+                if deleted.contains(id) {
+                    continue;
+                }
+                let mut buf = Vec::new();
+                doc(id).write_json(&mut buf);
+                out.push_str(&String::from_utf8_lossy(&buf));
+                out.push('\n');
+            }
+        });
+    }
+    (twins, jobs)
+}
+
+/// A store (and indexes under `policy`) over exported documents.
+fn rebuild(text: &(String, String), policy: Option<&IndexPolicy>) -> (Store, Option<StoreIndex>) {
+    let mut store = Store::new();
+    let opts = LoadOptions {
+        progress: false,
+        ..LoadOptions::default()
+    };
+    // The documents were valid when written; a failure here would be a bug, and the load
+    // reports it by skipping nothing silently: keep what loads.
+    let lenient = LoadOptions {
+        skip_invalid: true,
+        ..opts.clone()
+    };
+    let _ = store.load_bytes("<compacted twins>", text.0.as_bytes(), &lenient);
+    let _ = store.load_bytes(
+        "<compacted jobs>",
+        text.1.as_bytes(),
+        &LoadOptions {
+            kind: DocKind::Jobs,
+            ..lenient
+        },
+    );
+    let index = policy.map(|p| StoreIndex::build(&store, p));
+    (store, index)
+}
+
+impl Snapshot {
+    fn new(base: Arc<Base>, overlay: Overlay, generation: u64) -> Snapshot {
+        let alive = CollectionKind::ALL.map(|k| {
+            let c = overlay.coll(k);
+            (!c.is_pristine()).then(|| Arc::new(c.alive()))
+        });
+        Snapshot {
+            base,
+            overlay,
+            generation,
+            alive,
+        }
+    }
+
+    /// The number of writes this snapshot includes.
+    pub fn seq(&self) -> u64 {
+        self.overlay.seq()
+    }
+
+    /// The documents as loaded.
+    pub fn store(&self) -> &Store {
+        &self.base.store
+    }
+
+    /// The writes since loading.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    /// Number of live documents in a collection.
+    pub fn count(&self, kind: CollectionKind) -> u64 {
+        self.overlay.coll(kind).live_count()
+    }
+
+    /// The twin (or job record) with this identity as JSON text.
+    pub fn get(
+        &self,
+        kind: CollectionKind,
+        device_id: &str,
+        sub_id: Option<&str>,
+    ) -> Option<String> {
+        let coll = self.base.store.collection(kind);
+        let live = self.overlay.coll(kind);
+        let id = live.find(coll, device_id, sub_id)?;
+        let node = live.get(coll, id)?;
+        let mut out = Vec::new();
+        node.write_json(&mut out);
+        String::from_utf8(out).ok()
     }
 
     /// Parses, validates and plans `text`, resolving its member names against the store.
@@ -215,34 +614,50 @@ impl Database {
             ));
         }
         let mut plan = plan_query(&query, &PlanOptions { functions }).map_err(QueryError::Plan)?;
-        plan.for_each_key(&mut |k| self.store.resolve_key(k));
+        let store = &self.base.store;
+        let keys = self.overlay.keys();
+        plan.for_each_key(&mut |k| keys.resolve(store, k));
         Ok(plan)
     }
 
-    fn collection(&self, plan: &Plan) -> StoreCollection<'_> {
-        match plan.collection {
-            Collection::Devices => self.store.devices(),
-            Collection::Modules => self.store.modules(),
-            Collection::Jobs => self.store.jobs(),
-        }
+    fn alive(&self, kind: CollectionKind) -> Option<&RoaringBitmap> {
+        self.alive[kind as usize].as_deref()
     }
 
     /// Chooses how to reach the documents of `plan`: an index lookup when the indexes can
     /// narrow the filter down, else a full scan.
     pub fn access(&self, plan: &Plan) -> Access {
-        let coll = self.collection(plan);
-        let Some(lookup) = self.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
+        let kind = kind_of(plan.collection);
+        let coll = self.base.store.collection(kind);
+        let live = self.overlay.coll(kind);
+        let Some(mut lookup) = self.base.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
             return Access::FullScan;
         };
+        let alive = self.alive(kind);
+        if let Some(all) = alive {
+            lookup = lookup.with_delta(live.delta(), all);
+        }
+        let len = live.live_count();
         let rows_with_top = plan.top.is_some()
             && !matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. });
         let lookup = lookup.prefer_residual(rows_with_top);
         let answer = match &plan.filter {
             Some(f) => lookup.answer(f),
             None => Answer::Exact {
-                t: all_ids(coll.len()),
+                t: alive.cloned().unwrap_or_else(|| all_ids(coll.len())),
                 f: roaring::RoaringBitmap::new(),
             },
+        };
+        let answer = match (answer, alive) {
+            (Answer::Exact { mut t, f }, Some(a)) => {
+                t &= a;
+                Answer::Exact { t, f }
+            }
+            (Answer::Candidates(mut c), Some(a)) => {
+                c &= a;
+                Answer::Candidates(c)
+            }
+            (a, _) => a,
         };
         match answer {
             Answer::Exact { t, .. } => {
@@ -266,7 +681,7 @@ impl Database {
                 }
             }
             // A weak narrowing is not worth the random access: scan instead.
-            Answer::Candidates(c) if c.len() * 2 < coll.len() as u64 => Access::IndexScan {
+            Answer::Candidates(c) if c.len() * 2 < len => Access::IndexScan {
                 ids: c,
                 exact: false,
             },
@@ -274,23 +689,31 @@ impl Database {
         }
     }
 
-    fn execute(&self, plan: &Plan, access: &Access, opts: &ExecOptions) -> exec::Output {
-        let coll = self.collection(plan);
-        let doc = |id| coll.doc(id);
+    /// The candidates of an access path: a full scan skips deleted documents.
+    fn candidates(&self, plan: &Plan, access: &Access) -> Candidates {
+        let kind = kind_of(plan.collection);
         match access {
-            Access::FullScan => exec::execute(plan, coll.len(), doc, opts),
-            Access::IndexScan { ids, exact } => exec::execute_with(
-                plan,
-                coll.len(),
-                doc,
-                opts,
-                &Candidates::Index {
-                    ids: ids.clone(),
-                    exact: *exact,
+            Access::IndexScan { ids, exact } => Candidates::Index {
+                ids: ids.clone(),
+                exact: *exact,
+            },
+            _ => match self.alive(kind) {
+                Some(a) if !self.overlay.coll(kind).deleted().is_empty() => Candidates::Index {
+                    ids: a.clone(),
+                    exact: plan.filter.is_none(),
                 },
-            ),
-            Access::IndexGroups(groups) => exec::aggregate_from_groups(plan, groups, doc, opts),
+                _ => Candidates::Scan,
+            },
         }
+    }
+
+    fn execute(&self, plan: &Plan, access: &Access, opts: &ExecOptions) -> exec::Output {
+        let kind = kind_of(plan.collection);
+        let cands = self.candidates(plan, access);
+        with_docs!(self, kind, |len, doc| match access {
+            Access::IndexGroups(groups) => exec::aggregate_from_groups(plan, groups, doc, opts),
+            _ => exec::execute_with(plan, len, doc, opts, &cands),
+        })
     }
 
     /// Runs a planned query to the end through the given access path.
@@ -325,9 +748,10 @@ impl Database {
         let start = Instant::now();
         let access = self.access(&plan);
         let access_time = start.elapsed();
-        let coll = self.collection(&plan);
+        let live = self.overlay.coll(kind_of(plan.collection));
+        let docs = live.live_count();
         let estimate = match &access {
-            Access::FullScan => coll.len() as u64,
+            Access::FullScan => docs,
             Access::IndexScan { ids, .. } => ids.len(),
             Access::IndexGroups(g) => g.len() as u64,
         };
@@ -340,7 +764,7 @@ impl Database {
         }
         out.push_str("Physical plan:\n");
         let detail = match &access {
-            Access::FullScan => format!("{} documents", coll.len()),
+            Access::FullScan => format!("{docs} documents"),
             Access::IndexScan { ids, exact } => format!(
                 "{} candidate{}{}",
                 ids.len(),
@@ -362,6 +786,14 @@ impl Database {
             access.name(),
             plan.collection.name()
         ));
+        if live.written() > 0 || !live.deleted().is_empty() {
+            out.push_str(&format!(
+                "  (overlay: {} written, {} deleted documents; index delta on {} paths)\n",
+                live.written(),
+                live.deleted().len(),
+                live.delta().len()
+            ));
+        }
         if analyze {
             let start = Instant::now();
             let rows = self.execute(&plan, &access, &ExecOptions::default()).rows;
@@ -375,29 +807,6 @@ impl Database {
             ));
         }
         Ok(out)
-    }
-
-    /// Runs one page of a query (spec §6): at most `page_size` rows, and a continuation token
-    /// when more remain.
-    pub fn query(&self, text: &str, opts: &QueryOptions) -> Result<Page, QueryError> {
-        let start = match &opts.continuation {
-            Some(t) => token::decode(text, t).map_err(QueryError::Continuation)?,
-            None => Position::default(),
-        };
-        let plan = self.plan(text, opts.functions)?;
-        let out = self.run(
-            &plan,
-            &ExecOptions {
-                start,
-                limit: Some(opts.page_size.clamp(1, MAX_PAGE_SIZE)),
-                parallel: opts.parallel,
-            },
-        );
-        Ok(Page {
-            items: out.rows,
-            continuation: out.next.map(|p| token::encode(text, p)),
-            item_type: item_type(&plan),
-        })
     }
 
     /// Runs a query to the end and returns every row.
@@ -420,17 +829,10 @@ impl Database {
 
     /// Counts the rows of a planned query without building them.
     pub fn count_plan(&self, plan: &Plan, parallel: bool) -> u64 {
-        let coll = self.collection(plan);
-        let doc = |id| coll.doc(id);
-        match self.access(plan) {
-            Access::FullScan => exec::count(plan, coll.len(), doc, parallel),
-            Access::IndexScan { ids, exact } => exec::count_with(
-                plan,
-                coll.len(),
-                doc,
-                parallel,
-                &Candidates::Index { ids, exact },
-            ),
+        let kind = kind_of(plan.collection);
+        let access = self.access(plan);
+        let cands = self.candidates(plan, &access);
+        match access {
             Access::IndexGroups(groups) => {
                 let grouped = matches!(
                     &plan.shape,
@@ -439,6 +841,9 @@ impl Database {
                 let n = if grouped { groups.len() as u64 } else { 1 };
                 plan.top.map_or(n, |t| n.min(t))
             }
+            _ => with_docs!(self, kind, |len, doc| exec::count_with(
+                plan, len, doc, parallel, &cands
+            )),
         }
     }
 }

@@ -13,9 +13,12 @@ pub mod db;
 pub mod diagnostics;
 pub mod r#gen;
 pub mod token;
+pub mod write;
 
-pub use db::{Database, ItemType, Page, QueryError, QueryOptions};
+pub use db::{Database, DesiredUpdate, ItemType, Page, QueryError, QueryOptions, Snapshot};
 pub use diagnostics::{CheckReport, Dialect, check};
 pub use twinql_parser as parser;
 pub use twinql_planner as planner;
 pub use twinql_store as store;
+pub use twinql_store::twin::{ErrorCode, HubError, Update};
+pub use write::{TwinId, WriteAck};

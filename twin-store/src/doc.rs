@@ -75,7 +75,10 @@ impl Object {
 
     /// The member named exactly `name`.
     pub fn get(&self, name: &str) -> Option<&Doc> {
-        self.members.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+        self.members
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
     }
 
     /// The member named exactly `name`, to change.
@@ -318,7 +321,9 @@ impl Doc {
             Doc::String(s) => serde_json::Value::String(s.to_string()),
             Doc::Array(a) => serde_json::Value::Array(a.iter().map(Doc::to_json).collect()),
             Doc::Object(o) => serde_json::Value::Object(
-                o.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect(),
+                o.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -345,7 +350,9 @@ impl<'a> Node<'a> for &'a Doc {
         if let Some(v) = o.get(&key.name) {
             return Some(v);
         }
-        o.iter().find(|(k, _)| key.matches_folded(k)).map(|(_, v)| v)
+        o.iter()
+            .find(|(k, _)| key.matches_folded(k))
+            .map(|(_, v)| v)
     }
     fn element(self, index: usize) -> Option<Self> {
         match self {

@@ -18,11 +18,15 @@
 //! Indexes are built once after loading, in parallel. Incremental maintenance (twin updates)
 //! goes to a small mutable delta beside the immutable base, see `ARCHITECTURE.md`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::ops::Bound;
 
+use ordered_float::OrderedFloat;
 use rayon::prelude::*;
 use roaring::{MultiOps, RoaringBitmap};
+use std::sync::Arc;
 use twinql_parser::ast::CompareOp;
 use twinql_planner::eval::{CExpr, CPath, Const, Root, Step};
 use twinql_planner::functions::Func;
@@ -138,7 +142,7 @@ impl IndexPolicy {
     }
 
     /// Whether anything below `path` (or it) could be indexed.
-    fn may_cover_below(&self, path: &[&str]) -> bool {
+    pub(crate) fn may_cover_below(&self, path: &[&str]) -> bool {
         if self.exclude.iter().any(|p| {
             p.ends_with("/*") && {
                 let init = &p[..p.len() - 2];
@@ -161,18 +165,7 @@ impl IndexPolicy {
     }
 }
 
-const KINDS: usize = 6;
-
-fn kind_slot(k: Kind) -> usize {
-    match k {
-        Kind::Null => 0,
-        Kind::Bool => 1,
-        Kind::Number => 2,
-        Kind::String => 3,
-        Kind::Array => 4,
-        Kind::Object => 5,
-    }
-}
+use crate::delta::{DeltaIndex, DeltaPath, KINDS, kind_slot};
 
 /// Documents by value at one path: a dictionary when there are few distinct values, else
 /// document ids sorted by value (values are read back from the tape when searching).
@@ -749,12 +742,77 @@ impl CollectionIndex {
 
 /// A compiled path, resolved against the index: where its postings are, or why there are none.
 enum Resolved<'i> {
-    /// The path is indexed.
-    Indexed(&'i PathIndex),
+    /// The path is indexed (in the base, the delta or both).
+    Indexed(Leaf<'i>),
     /// The path is covered by the policy but no document has it: Undefined everywhere.
     Nowhere,
     /// The index cannot answer for this path.
     Unindexed,
+}
+
+/// The postings of one path: the base index's and the changes written since.
+#[derive(Clone, Copy)]
+struct Leaf<'i> {
+    base: Option<&'i PathIndex>,
+    delta: Option<&'i DeltaPath>,
+}
+
+type Set<'i> = Cow<'i, RoaringBitmap>;
+
+impl<'i> Leaf<'i> {
+    /// `(base − changed) ∪ delta` of one kind of posting.
+    fn mix(
+        self,
+        b: impl FnOnce(&'i PathIndex) -> Set<'i>,
+        d: impl FnOnce(&'i DeltaPath) -> Set<'i>,
+    ) -> Set<'i> {
+        match (self.base, self.delta) {
+            (Some(p), None) => b(p),
+            (None, Some(dp)) => d(dp),
+            (Some(p), Some(dp)) => {
+                let mut x = b(p).into_owned();
+                x -= &*dp.changed;
+                x |= &*d(dp);
+                Cow::Owned(x)
+            }
+            (None, None) => Cow::Owned(RoaringBitmap::new()),
+        }
+    }
+
+    fn kind(self, slot: usize) -> Set<'i> {
+        self.mix(
+            |p| Cow::Borrowed(&p.kinds[slot]),
+            |d| Cow::Borrowed(&*d.kinds[slot]),
+        )
+    }
+
+    fn trues(self) -> Set<'i> {
+        self.mix(|p| Cow::Borrowed(&p.trues), |d| Cow::Borrowed(&*d.trues))
+    }
+
+    fn defined(self) -> Set<'i> {
+        self.mix(|p| Cow::Borrowed(&p.defined), |d| Cow::Owned(d.defined()))
+    }
+
+    fn falses(self) -> RoaringBitmap {
+        &*self.kind(kind_slot(Kind::Bool)) - &*self.trues()
+    }
+
+    fn sorted_base(self) -> bool {
+        self.base.is_some_and(|pi| {
+            matches!(pi.strings, Postings::Sorted { .. })
+                || matches!(pi.numbers, Postings::Sorted { .. })
+        })
+    }
+}
+
+/// Whether `v` lies below the lower bound `lo`.
+fn below<T: PartialOrd + ?Sized>(v: &T, lo: Bound<&T>) -> bool {
+    match lo {
+        Bound::Included(x) => v < x,
+        Bound::Excluded(x) => v <= x,
+        Bound::Unbounded => false,
+    }
 }
 
 /// An index over a whole store: one [`CollectionIndex`] per collection.
@@ -804,6 +862,8 @@ pub struct Lookup<'i, 's> {
     policy: &'i IndexPolicy,
     coll: Collection<'s>,
     prefer_residual: bool,
+    delta: Option<&'i DeltaIndex>,
+    all: &'i RoaringBitmap,
 }
 
 fn key_id(k: &Key) -> Result<Option<u32>, ()> {
@@ -819,12 +879,24 @@ fn key_id(k: &Key) -> Result<Option<u32>, ()> {
 impl<'i, 's> Lookup<'i, 's> {
     /// A lookup over `coll` with its `index`.
     pub fn new(index: &'i StoreIndex, coll: Collection<'s>) -> Option<Lookup<'i, 's>> {
+        let policy = index.policy.as_ref()?;
+        let index = index.collection(coll.kind());
         Some(Lookup {
-            index: index.collection(coll.kind()),
-            policy: index.policy.as_ref()?,
+            index,
+            policy,
             coll,
             prefer_residual: false,
+            delta: None,
+            all: &index.all,
         })
+    }
+
+    /// Answers over the base index plus the changes in `delta`, where the live documents are
+    /// `all` (the base's documents less the deleted ones plus the created ones).
+    pub fn with_delta(mut self, delta: &'i DeltaIndex, all: &'i RoaringBitmap) -> Self {
+        self.delta = Some(delta);
+        self.all = all;
+        self
     }
 
     /// Prefer re-checking expensive conjuncts per document over materialising them: right for
@@ -850,12 +922,7 @@ impl<'i, 's> Lookup<'i, 's> {
             },
             _ => return false,
         };
-        matches!(
-            self.resolve(path),
-            Resolved::Indexed(pi)
-                if matches!(pi.strings, Postings::Sorted { .. })
-                    || matches!(pi.numbers, Postings::Sorted { .. })
-        )
+        matches!(self.resolve(path), Resolved::Indexed(leaf) if leaf.sorted_base())
     }
 
     fn resolve(&self, p: &CPath) -> Resolved<'i> {
@@ -863,7 +930,6 @@ impl<'i, 's> Lookup<'i, 's> {
             return Resolved::Unindexed;
         }
         let mut ids = Vec::with_capacity(p.steps.len());
-        let mut names = Vec::with_capacity(p.steps.len());
         let mut missing = false;
         for s in &p.steps {
             let Step::Member(k) = s else {
@@ -874,28 +940,30 @@ impl<'i, 's> Lookup<'i, 's> {
                 Ok(None) => missing = true,
                 Err(()) => return Resolved::Unindexed,
             }
-            names.push(&*k.name);
         }
         if missing {
             return Resolved::Nowhere;
         }
-        match self.index.paths.get(ids.as_slice()) {
-            Some(pi) => Resolved::Indexed(pi),
-            None => {
-                // Covered but absent: no document has it. The stored spelling may differ from
-                // the query's, so check the policy against the stored names.
-                let stored: Vec<&str> = ids.iter().map(|&i| self.coll_key_name(i)).collect();
-                if self.policy.covers(&stored) {
-                    Resolved::Nowhere
-                } else {
-                    Resolved::Unindexed
-                }
-            }
+        let leaf = Leaf {
+            base: self.index.paths.get(ids.as_slice()),
+            delta: self.delta.and_then(|d| d.path(&ids)),
+        };
+        if leaf.base.is_some() || leaf.delta.is_some() {
+            return Resolved::Indexed(leaf);
         }
-    }
-
-    fn coll_key_name(&self, id: u32) -> &'s str {
-        self.coll.store().key_name(id)
+        // Covered but absent: no document has it. The stored spelling may differ from the
+        // query's, so check the policy against the stored names (names written after the
+        // base was built are not in the store's dictionary: leave those to a scan).
+        let store = self.coll.store();
+        if ids.iter().any(|&i| i as usize >= store.key_count()) {
+            return Resolved::Unindexed;
+        }
+        let stored: Vec<&str> = ids.iter().map(|&i| store.key_name(i)).collect();
+        if self.policy.covers(&stored) {
+            Resolved::Nowhere
+        } else {
+            Resolved::Unindexed
+        }
     }
 
     fn value_str(&self, pi: &PathIndex, doc: u32) -> &'s str {
@@ -910,102 +978,131 @@ impl<'i, 's> Lookup<'i, 's> {
             .unwrap_or(f64::NAN)
     }
 
-    /// Documents holding a string `v` with `!start(v) && end(v)`: both predicates are
-    /// monotone over the value order, so this is one contiguous range.
+    /// Documents holding a string `v` at or above `lo` with `end(v)`: `end` is monotone
+    /// (true then false over the value order), so this is one contiguous range.
     fn str_select(
         &self,
-        pi: &PathIndex,
-        start: impl Fn(&str) -> bool,
+        leaf: Leaf<'i>,
+        lo: Bound<&str>,
         end: impl Fn(&str) -> bool,
     ) -> RoaringBitmap {
-        match &pi.strings {
+        let start = |v: &str| below(v, lo);
+        let base = leaf.base.map(|pi| match &pi.strings {
             Postings::Dict(d) => {
-                let lo = d.partition_point(|(v, _)| start(v));
-                let hi = d.partition_point(|(v, _)| end(v)).max(lo);
-                d[lo..hi].iter().map(|(_, b)| b).union()
+                let a = d.partition_point(|(v, _)| start(v));
+                let b = d.partition_point(|(v, _)| end(v)).max(a);
+                d[a..b].iter().map(|(_, b)| b).union()
             }
             Postings::Sorted { ids, blocks } => {
-                let lo = ids.partition_point(|&x| start(self.value_str(pi, x)));
-                let hi = ids.partition_point(|&x| end(self.value_str(pi, x))).max(lo);
-                sorted_range(ids, blocks, lo, hi)
+                let a = ids.partition_point(|&x| start(self.value_str(pi, x)));
+                let b = ids.partition_point(|&x| end(self.value_str(pi, x))).max(a);
+                sorted_range(ids, blocks, a, b)
             }
-        }
+        });
+        let delta = leaf.delta.map(|dp| {
+            let from: Bound<Arc<str>> = match lo {
+                Bound::Included(x) => Bound::Included(x.into()),
+                Bound::Excluded(x) => Bound::Excluded(x.into()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            dp.strings
+                .range((from, Bound::Unbounded))
+                .take_while(|(v, _)| end(v))
+                .map(|(_, b)| &**b)
+                .union()
+        });
+        combine(leaf, base, delta)
     }
 
     /// As [`Self::str_select`], for numbers.
     fn num_select(
         &self,
-        pi: &PathIndex,
-        start: impl Fn(f64) -> bool,
+        leaf: Leaf<'i>,
+        lo: Bound<f64>,
         end: impl Fn(f64) -> bool,
     ) -> RoaringBitmap {
-        match &pi.numbers {
+        let start = |v: f64| below(&v, lo.as_ref());
+        let base = leaf.base.map(|pi| match &pi.numbers {
             Postings::Dict(d) => {
-                let lo = d.partition_point(|(v, _)| start(*v));
-                let hi = d.partition_point(|(v, _)| end(*v)).max(lo);
-                d[lo..hi].iter().map(|(_, b)| b).union()
+                let a = d.partition_point(|(v, _)| start(*v));
+                let b = d.partition_point(|(v, _)| end(*v)).max(a);
+                d[a..b].iter().map(|(_, b)| b).union()
             }
             Postings::Sorted { ids, blocks } => {
-                let lo = ids.partition_point(|&x| start(self.value_num(pi, x)));
-                let hi = ids.partition_point(|&x| end(self.value_num(pi, x))).max(lo);
-                sorted_range(ids, blocks, lo, hi)
+                let a = ids.partition_point(|&x| start(self.value_num(pi, x)));
+                let b = ids.partition_point(|&x| end(self.value_num(pi, x))).max(a);
+                sorted_range(ids, blocks, a, b)
             }
-        }
+        });
+        let delta = leaf.delta.map(|dp| {
+            dp.numbers
+                .range((lo.map(OrderedFloat), Bound::Unbounded))
+                .take_while(|(v, _)| end(v.0))
+                .map(|(_, b)| &**b)
+                .union()
+        });
+        combine(leaf, base, delta)
     }
 
     /// Documents where the path equals the constant (true set) and where it has the
     /// constant's type but another value (false set).
-    fn compare(&self, pi: &PathIndex, op: CompareOp, c: &Const, need_f: bool) -> Answer {
-        let (t, same_type) = match c {
+    fn compare(&self, leaf: Leaf<'i>, op: CompareOp, c: &Const, need_f: bool) -> Answer {
+        let (t, same_type): (RoaringBitmap, usize) = match c {
             Const::String(s) => {
                 let s: &str = s;
                 let t = match op {
-                    CompareOp::Eq | CompareOp::Ne => self.str_select(pi, |v| v < s, |v| v <= s),
-                    CompareOp::Lt => self.str_select(pi, |_| false, |v| v < s),
-                    CompareOp::Le => self.str_select(pi, |_| false, |v| v <= s),
-                    CompareOp::Gt => self.str_select(pi, |v| v <= s, |_| true),
-                    CompareOp::Ge => self.str_select(pi, |v| v < s, |_| true),
+                    CompareOp::Eq | CompareOp::Ne => {
+                        self.str_select(leaf, Bound::Included(s), |v| v <= s)
+                    }
+                    CompareOp::Lt => self.str_select(leaf, Bound::Unbounded, |v| v < s),
+                    CompareOp::Le => self.str_select(leaf, Bound::Unbounded, |v| v <= s),
+                    CompareOp::Gt => self.str_select(leaf, Bound::Excluded(s), |_| true),
+                    CompareOp::Ge => self.str_select(leaf, Bound::Included(s), |_| true),
                 };
-                (t, &pi.kinds[kind_slot(Kind::String)])
+                (t, kind_slot(Kind::String))
             }
             Const::Number(x) => {
                 let x = *x;
                 if x.is_nan() {
                     return Answer::Unknown;
                 }
+                // -0 is stored as 0.
+                let x = if x == 0.0 { 0.0 } else { x };
                 let t = match op {
-                    CompareOp::Eq | CompareOp::Ne => self.num_select(pi, |v| v < x, |v| v <= x),
-                    CompareOp::Lt => self.num_select(pi, |_| false, |v| v < x),
-                    CompareOp::Le => self.num_select(pi, |_| false, |v| v <= x),
-                    CompareOp::Gt => self.num_select(pi, |v| v <= x, |_| true),
-                    CompareOp::Ge => self.num_select(pi, |v| v < x, |_| true),
+                    CompareOp::Eq | CompareOp::Ne => {
+                        self.num_select(leaf, Bound::Included(x), |v| v <= x)
+                    }
+                    CompareOp::Lt => self.num_select(leaf, Bound::Unbounded, |v| v < x),
+                    CompareOp::Le => self.num_select(leaf, Bound::Unbounded, |v| v <= x),
+                    CompareOp::Gt => self.num_select(leaf, Bound::Excluded(x), |_| true),
+                    CompareOp::Ge => self.num_select(leaf, Bound::Included(x), |_| true),
                 };
-                (t, &pi.kinds[kind_slot(Kind::Number)])
+                (t, kind_slot(Kind::Number))
             }
             Const::Bool(b) => {
-                let bools = &pi.kinds[kind_slot(Kind::Bool)];
-                let falses = bools - &pi.trues;
+                let bools = || leaf.kind(kind_slot(Kind::Bool)).into_owned();
                 let t = match (op, b) {
-                    (CompareOp::Eq | CompareOp::Ne, true) => pi.trues.clone(),
-                    (CompareOp::Eq | CompareOp::Ne, false) => falses,
-                    (CompareOp::Lt, true) => falses,
+                    (CompareOp::Eq | CompareOp::Ne, true) => leaf.trues().into_owned(),
+                    (CompareOp::Eq | CompareOp::Ne, false) => leaf.falses(),
+                    (CompareOp::Lt, true) => leaf.falses(),
                     (CompareOp::Lt, false) => RoaringBitmap::new(),
-                    (CompareOp::Le, true) => bools.clone(),
-                    (CompareOp::Le, false) => falses,
+                    (CompareOp::Le, true) => bools(),
+                    (CompareOp::Le, false) => leaf.falses(),
                     (CompareOp::Gt, true) => RoaringBitmap::new(),
-                    (CompareOp::Gt, false) => pi.trues.clone(),
-                    (CompareOp::Ge, true) => pi.trues.clone(),
-                    (CompareOp::Ge, false) => bools.clone(),
+                    (CompareOp::Gt, false) => leaf.trues().into_owned(),
+                    (CompareOp::Ge, true) => leaf.trues().into_owned(),
+                    (CompareOp::Ge, false) => bools(),
                 };
-                (t, bools)
+                (t, kind_slot(Kind::Bool))
             }
             Const::Null => {
-                let nulls = &pi.kinds[kind_slot(Kind::Null)];
                 let t = match op {
-                    CompareOp::Eq | CompareOp::Le | CompareOp::Ge | CompareOp::Ne => nulls.clone(),
+                    CompareOp::Eq | CompareOp::Le | CompareOp::Ge | CompareOp::Ne => {
+                        leaf.kind(kind_slot(Kind::Null)).into_owned()
+                    }
                     CompareOp::Lt | CompareOp::Gt => RoaringBitmap::new(),
                 };
-                (t, nulls)
+                (t, kind_slot(Kind::Null))
             }
             // Undefined, arrays and objects never compare: Undefined everywhere.
             Const::Undefined | Const::Json(_) => {
@@ -1016,7 +1113,7 @@ impl<'i, 's> Lookup<'i, 's> {
             }
         };
         let f = if need_f || op == CompareOp::Ne {
-            same_type - &t
+            &*leaf.kind(same_type) - &t
         } else {
             RoaringBitmap::new()
         };
@@ -1027,8 +1124,12 @@ impl<'i, 's> Lookup<'i, 's> {
         }
     }
 
-    fn primitives(pi: &PathIndex) -> RoaringBitmap {
-        &(&pi.kinds[0] | &pi.kinds[1]) | &(&pi.kinds[2] | &pi.kinds[3])
+    fn primitives(leaf: Leaf<'i>) -> RoaringBitmap {
+        let mut out = leaf.kind(0).into_owned();
+        for k in 1..4 {
+            out |= &*leaf.kind(k);
+        }
+        out
     }
 
     fn nothing() -> Answer {
@@ -1038,9 +1139,9 @@ impl<'i, 's> Lookup<'i, 's> {
         }
     }
 
-    fn path_answer(&self, p: &CPath, f: impl FnOnce(&PathIndex) -> Answer) -> Option<Answer> {
+    fn path_answer(&self, p: &CPath, f: impl FnOnce(Leaf<'i>) -> Answer) -> Option<Answer> {
         match self.resolve(p) {
-            Resolved::Indexed(pi) => Some(f(pi)),
+            Resolved::Indexed(leaf) => Some(f(leaf)),
             Resolved::Nowhere => None,
             Resolved::Unindexed => Some(Answer::Unknown),
         }
@@ -1062,19 +1163,19 @@ impl<'i, 's> Lookup<'i, 's> {
     fn eval(&self, e: &CExpr, need_f: bool) -> Answer {
         match e {
             CExpr::Const(Const::Bool(true)) => Answer::Exact {
-                t: self.index.all.clone(),
+                t: self.all.clone(),
                 f: RoaringBitmap::new(),
             },
             CExpr::Const(Const::Bool(false)) => Answer::Exact {
                 t: RoaringBitmap::new(),
-                f: self.index.all.clone(),
+                f: self.all.clone(),
             },
             CExpr::Const(_) => Self::nothing(),
             CExpr::Path(p) => self
-                .path_answer(p, |pi| Answer::Exact {
-                    t: pi.trues.clone(),
+                .path_answer(p, |leaf| Answer::Exact {
+                    t: leaf.trues().into_owned(),
                     f: if need_f {
-                        &pi.kinds[kind_slot(Kind::Bool)] - &pi.trues
+                        leaf.falses()
                     } else {
                         RoaringBitmap::new()
                     },
@@ -1115,7 +1216,7 @@ impl<'i, 's> Lookup<'i, 's> {
                         }
                     }
                     Answer::Exact {
-                        t: t.unwrap_or_else(|| self.index.all.clone()),
+                        t: t.unwrap_or_else(|| self.all.clone()),
                         f,
                     }
                 } else {
@@ -1163,10 +1264,10 @@ impl<'i, 's> Lookup<'i, 's> {
             }
             CExpr::Compare(op, a, b) => match (&**a, &**b) {
                 (CExpr::Path(p), CExpr::Const(c)) => self
-                    .path_answer(p, |pi| self.compare(pi, *op, c, need_f))
+                    .path_answer(p, |leaf| self.compare(leaf, *op, c, need_f))
                     .unwrap_or_else(Self::nothing),
                 (CExpr::Const(c), CExpr::Path(p)) => self
-                    .path_answer(p, |pi| self.compare(pi, op.flip(), c, need_f))
+                    .path_answer(p, |leaf| self.compare(leaf, op.flip(), c, need_f))
                     .unwrap_or_else(Self::nothing),
                 _ => Answer::Unknown,
             },
@@ -1179,16 +1280,16 @@ impl<'i, 's> Lookup<'i, 's> {
                     return Answer::Unknown;
                 };
                 let ans = self
-                    .path_answer(p, |pi| {
+                    .path_answer(p, |leaf| {
                         let mut t = RoaringBitmap::new();
                         for c in list {
-                            match self.compare(pi, CompareOp::Eq, c, false) {
+                            match self.compare(leaf, CompareOp::Eq, c, false) {
                                 Answer::Exact { t: ct, .. } => t |= ct,
                                 _ => return Answer::Unknown,
                             }
                         }
                         let f = if need_f || *negated {
-                            Self::primitives(pi) - &t
+                            Self::primitives(leaf) - &t
                         } else {
                             RoaringBitmap::new()
                         };
@@ -1206,12 +1307,12 @@ impl<'i, 's> Lookup<'i, 's> {
         let Some(CExpr::Path(p)) = args.first() else {
             return Answer::Unknown;
         };
-        let all = &self.index.all;
+        let all = self.all;
         let type_check = |slots: &[usize]| {
-            self.path_answer(p, |pi| {
+            self.path_answer(p, |leaf| {
                 let mut t = RoaringBitmap::new();
                 for &s in slots {
-                    t |= &pi.kinds[s];
+                    t |= &*leaf.kind(s);
                 }
                 let f = if need_f {
                     all - &t
@@ -1227,13 +1328,14 @@ impl<'i, 's> Lookup<'i, 's> {
         };
         match func {
             Func::IsDefined => self
-                .path_answer(p, |pi| Answer::Exact {
-                    t: pi.defined.clone(),
-                    f: if need_f {
-                        all - &pi.defined
+                .path_answer(p, |leaf| {
+                    let t = leaf.defined().into_owned();
+                    let f = if need_f {
+                        all - &t
                     } else {
                         RoaringBitmap::new()
-                    },
+                    };
+                    Answer::Exact { t, f }
                 })
                 .unwrap_or_else(|| Answer::Exact {
                     t: RoaringBitmap::new(),
@@ -1251,14 +1353,12 @@ impl<'i, 's> Lookup<'i, 's> {
                     return Answer::Unknown;
                 };
                 let prefix: &str = prefix;
-                self.path_answer(p, |pi| {
-                    let t = self.str_select(
-                        pi,
-                        |v| v < prefix,
-                        |v| v < prefix || v.starts_with(prefix),
-                    );
+                self.path_answer(p, |leaf| {
+                    let t = self.str_select(leaf, Bound::Included(prefix), |v| {
+                        v < prefix || v.starts_with(prefix)
+                    });
                     let f = if need_f {
-                        &pi.kinds[kind_slot(Kind::String)] - &t
+                        &*leaf.kind(kind_slot(Kind::String)) - &t
                     } else {
                         RoaringBitmap::new()
                     };
@@ -1275,37 +1375,89 @@ impl<'i, 's> Lookup<'i, 's> {
     /// indexed, has too many distinct values to keep a dictionary, or holds arrays or objects
     /// among `docs`.
     pub fn groups(&self, p: &CPath, docs: &RoaringBitmap) -> Option<Vec<RoaringBitmap>> {
-        let pi = match self.resolve(p) {
-            Resolved::Indexed(pi) => pi,
+        let leaf = match self.resolve(p) {
+            Resolved::Indexed(leaf) => leaf,
             Resolved::Nowhere => return Some(vec![docs.clone()]).filter(|_| !docs.is_empty()),
             Resolved::Unindexed => return None,
         };
-        let composite = &pi.kinds[kind_slot(Kind::Array)] | &pi.kinds[kind_slot(Kind::Object)];
+        let composite = &*leaf.kind(kind_slot(Kind::Array)) | &*leaf.kind(kind_slot(Kind::Object));
         if !composite.is_disjoint(docs) {
             return None;
         }
-        let (Postings::Dict(strings), Postings::Dict(numbers)) = (&pi.strings, &pi.numbers) else {
-            return None;
+        let (strings, numbers) = match leaf.base {
+            Some(pi) => match (&pi.strings, &pi.numbers) {
+                (Postings::Dict(s), Postings::Dict(n)) => (&s[..], &n[..]),
+                _ => return None,
+            },
+            None => (&[][..], &[][..]),
         };
+        let changed = leaf.delta.map(|d| &*d.changed);
         let mut groups: Vec<RoaringBitmap> = Vec::new();
         let mut push = |b: RoaringBitmap| {
             if !b.is_empty() {
                 groups.push(b);
             }
         };
-        push(docs - &pi.defined);
-        push(docs & &pi.kinds[kind_slot(Kind::Null)]);
-        push(docs & &pi.trues);
-        push(docs & &(&pi.kinds[kind_slot(Kind::Bool)] - &pi.trues));
-        for (_, b) in strings {
-            push(docs & b);
+        push(docs - &*leaf.defined());
+        push(docs & &*leaf.kind(kind_slot(Kind::Null)));
+        push(docs & &*leaf.trues());
+        push(docs & &leaf.falses());
+        let base_part = |b: &RoaringBitmap| match changed {
+            Some(c) => &(docs & b) - c,
+            None => docs & b,
+        };
+        let dstrings = leaf.delta.map(|d| &d.strings);
+        for (v, b) in strings {
+            let mut g = base_part(b);
+            if let Some(extra) = dstrings.and_then(|m| m.get(&**v)) {
+                g |= docs & &**extra;
+            }
+            push(g);
         }
-        for (_, b) in numbers {
-            push(docs & b);
+        if let Some(m) = dstrings {
+            for (v, b) in m {
+                if strings.binary_search_by(|(x, _)| (**x).cmp(&**v)).is_err() {
+                    push(docs & &**b);
+                }
+            }
+        }
+        let dnumbers = leaf.delta.map(|d| &d.numbers);
+        for (v, b) in numbers {
+            let mut g = base_part(b);
+            if let Some(extra) = dnumbers.and_then(|m| m.get(&OrderedFloat(*v))) {
+                g |= docs & &**extra;
+            }
+            push(g);
+        }
+        if let Some(m) = dnumbers {
+            for (v, b) in m {
+                if numbers
+                    .binary_search_by(|(x, _)| x.total_cmp(&v.0))
+                    .is_err()
+                {
+                    push(docs & &**b);
+                }
+            }
         }
         groups.sort_by_key(|g| g.min());
         Some(groups)
     }
+}
+
+/// `(base − changed) ∪ delta` of a selection made on both parts of a leaf.
+fn combine(
+    leaf: Leaf<'_>,
+    base: Option<RoaringBitmap>,
+    delta: Option<RoaringBitmap>,
+) -> RoaringBitmap {
+    let mut out = base.unwrap_or_default();
+    if let Some(dp) = leaf.delta {
+        out -= &*dp.changed;
+    }
+    if let Some(d) = delta {
+        out |= d;
+    }
+    out
 }
 
 #[cfg(test)]

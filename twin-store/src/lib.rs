@@ -40,11 +40,13 @@
 //! # Ok::<(), twinql_store::LoadError>(())
 //! ```
 
+pub mod delta;
 mod dict;
 pub mod doc;
 mod error;
 pub mod exec;
 pub mod index;
+pub mod live;
 mod load;
 mod parse;
 mod store;

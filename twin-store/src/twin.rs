@@ -1,1 +1,1093 @@
-//! IoT Hub twin update rules (in progress).
+//! IoT Hub twin write rules, as pure functions.
+//!
+//! [`new_twin`] builds the twin IoT Hub creates with a device or module identity, and
+//! [`apply`] performs one write on a twin — a back-end patch or replacement, or a device's
+//! reported-property patch — the way the service does (spec §4.3–§4.4):
+//!
+//! * merge-patch semantics (RFC 7386): objects merge recursively, `null` deletes a key, any
+//!   other value replaces;
+//! * the twin `version` and `etag` move on with every write, and each written section
+//!   (`properties.desired`, `properties.reported`) gets its `$version` bumped;
+//! * `$metadata` mirrors the section tree and dates every key the write set;
+//! * the content limits (key characters and length, string length, integer range, depth,
+//!   section size) are checked before anything is returned, and a refused write returns a
+//!   [`HubError`] in IoT Hub's terms, naming the rule and the offending key path.
+//!
+//! ```
+//! use twinql_store::Doc;
+//! use twinql_store::twin::{Update, apply, new_twin};
+//!
+//! let now = "2026-11-27T05:59:35.1234567Z";
+//! let twin = new_twin("dev1", None, now)?;
+//! let patch = Doc::parse(r#"{"fan":{"speed":3}}"#).unwrap();
+//! let done = apply(&twin, &Update::PatchDesired(&patch), Some("*"), now)?;
+//! assert_eq!(done.twin.get_path(&["version"]).and_then(Doc::as_number), Some(2.0));
+//! assert_eq!(
+//!     done.desired_notification.unwrap().to_json_string(),
+//!     r#"{"fan":{"speed":3},"$version":2}"#
+//! );
+//! # Ok::<(), twinql_store::twin::HubError>(())
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+
+use crate::doc::{Doc, Number, Object};
+
+/// Maximum size of `tags`, by [`section_size`] (8 KB).
+pub const MAX_TAGS_BYTES: usize = 8 * 1024;
+/// Maximum size of `properties.desired`, by [`section_size`] (32 KB).
+pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
+/// Maximum size of `properties.reported`, by [`section_size`] (32 KB).
+pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
+/// Maximum nesting below a section root: a value may sit at most this many levels down
+/// (`desired.a1.a2…a10` is fine, `desired.a1…a11` is not). Array elements count as a level.
+pub const MAX_DEPTH: usize = 10;
+/// Maximum length of a property name, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Maximum length of a string value, in UTF-8 bytes.
+pub const MAX_STRING_BYTES: usize = 4 * 1024;
+/// Largest integer a twin may hold (2^52 − 1).
+pub const MAX_SAFE_INTEGER: i64 = 4_503_599_627_370_495;
+/// Smallest integer a twin may hold (−2^52).
+pub const MIN_SAFE_INTEGER: i64 = -4_503_599_627_370_496;
+/// Maximum length of a device or module id, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// The default of the twin's date members, as IoT Hub writes it.
+const DEFAULT_TIME: &str = "0001-01-01T00:00:00Z";
+const METADATA: &str = "$metadata";
+const VERSION: &str = "$version";
+const LAST_UPDATED: &str = "$lastUpdated";
+const LAST_UPDATED_VERSION: &str = "$lastUpdatedVersion";
+
+/// IoT Hub error codes (spec §9): name and numeric code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 400004: a malformed or out-of-limits argument (a refused patch, a bad id).
+    ArgumentInvalid,
+    /// 400005: a required argument is missing.
+    ArgumentNull,
+    /// 412001: the `If-Match` etag is not the current one.
+    PreconditionFailed,
+    /// 404001: no such device.
+    DeviceNotFound,
+    /// 404010: no such module.
+    ModuleNotFound,
+    /// 409001: the device already exists.
+    DeviceAlreadyExists,
+    /// 409301: the module already exists.
+    ModuleAlreadyExists,
+}
+
+impl ErrorCode {
+    /// The name, as in the `iothub-errorcode` header (`ArgumentInvalid`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::ArgumentInvalid => "ArgumentInvalid",
+            ErrorCode::ArgumentNull => "ArgumentNull",
+            ErrorCode::PreconditionFailed => "PreconditionFailed",
+            ErrorCode::DeviceNotFound => "DeviceNotFound",
+            ErrorCode::ModuleNotFound => "ModuleNotFound",
+            ErrorCode::DeviceAlreadyExists => "DeviceAlreadyExists",
+            ErrorCode::ModuleAlreadyExists => "ModuleAlreadyExists",
+        }
+    }
+
+    /// The numeric code: the HTTP status followed by three digits (`400004`).
+    pub fn code(self) -> u32 {
+        match self {
+            ErrorCode::ArgumentInvalid => 400_004,
+            ErrorCode::ArgumentNull => 400_005,
+            ErrorCode::PreconditionFailed => 412_001,
+            ErrorCode::DeviceNotFound => 404_001,
+            ErrorCode::ModuleNotFound => 404_010,
+            ErrorCode::DeviceAlreadyExists => 409_001,
+            ErrorCode::ModuleAlreadyExists => 409_301,
+        }
+    }
+
+    /// The HTTP status the service answers with (the code's first three digits).
+    pub fn http_status(self) -> u16 {
+        // Every code is below 1,000,000, so the quotient fits.
+        u16::try_from(self.code() / 1000).unwrap_or(500)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A refused write, in IoT Hub's terms. Display: `"{Name} ({code}): {message}"`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({}): {}", .code.name(), .code.code(), .message)]
+pub struct HubError {
+    /// What kind of refusal.
+    pub code: ErrorCode,
+    /// What was wrong, naming the rule and the key path.
+    pub message: String,
+}
+
+impl HubError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> HubError {
+        HubError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> HubError {
+        HubError::new(ErrorCode::ArgumentInvalid, message)
+    }
+}
+
+/// The current time as IoT Hub writes it: ISO-8601 UTC with 7 fractional digits, e.g.
+/// `2026-11-27T05:59:35.1234567Z`.
+pub fn timestamp_now() -> String {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::Utc::now();
+    // A leap second shows as nanoseconds ≥ 10^9; keep the text well formed.
+    let ticks = t.nanosecond().min(999_999_999) / 100;
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ticks
+    )
+}
+
+/// The etag of twin version `v`: base64 of the 8-byte big-endian integer, so version 7 is
+/// `"AAAAAAAAAAc="` (the spec's sample).
+pub fn etag_for_version(v: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v.to_be_bytes())
+}
+
+/// Whether `c` may appear in a device or module id (spec §4.1).
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-:.+%_#*?!(),=@;$'".contains(c)
+}
+
+/// Checks a device or module id: 1..=128 characters, ASCII alphanumerics plus
+/// `- : . + % _ # * ? ! ( ) , = @ ; $ '` (spec §4.1). `ArgumentInvalid` otherwise.
+pub fn check_identity_id(id: &str) -> Result<(), HubError> {
+    if id.is_empty() {
+        return Err(HubError::invalid("the id is empty"));
+    }
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Err(HubError::invalid(format!(
+            "the id is {chars} characters long; at most {MAX_ID_CHARS} are allowed"
+        )));
+    }
+    if let Some(c) = id.chars().find(|&c| !is_id_char(c)) {
+        return Err(HubError::invalid(format!(
+            "the id {id:?} contains {c:?}; ids may hold ASCII letters, digits and \
+             - : . + % _ # * ? ! ( ) , = @ ; $ '"
+        )));
+    }
+    Ok(())
+}
+
+fn string(s: &str) -> Doc {
+    Doc::String(s.into())
+}
+
+fn number(v: u64) -> Doc {
+    // Versions stay far below 2^53, where the conversion is exact.
+    Doc::Number(Number::new(v as f64))
+}
+
+/// An empty section as a new twin has it: `{"$metadata":{"$lastUpdated":now},"$version":1}`.
+fn empty_section(now: &str) -> Doc {
+    let mut meta = Object::new();
+    meta.insert(LAST_UPDATED, string(now));
+    let mut s = Object::new();
+    s.insert(METADATA, Doc::Object(meta));
+    s.insert(VERSION, number(1));
+    Doc::Object(s)
+}
+
+/// A fresh twin for a new device (`module_id` `None`) or module identity (spec §4.1–4.2).
+///
+/// Members in order: `deviceId`, [`moduleId`], `etag` (version 1), `deviceEtag`, `version` 1,
+/// `status` `"enabled"`, `statusUpdateTime`, `connectionState` `"Disconnected"`,
+/// `lastActivityTime`, `cloudToDeviceMessageCount` 0, `authenticationType` `"sas"`,
+/// `x509Thumbprint` (both null), `modelId` `""`, `properties` (empty `desired` and `reported`,
+/// each with `$metadata.$lastUpdated` = `now` and `$version` 1), and for devices only
+/// `capabilities` `{"iotEdge":false}`. There is no `tags` member (it is omitted when empty).
+/// The ids are checked with [`check_identity_id`].
+pub fn new_twin(device_id: &str, module_id: Option<&str>, now: &str) -> Result<Doc, HubError> {
+    check_identity_id(device_id)?;
+    if let Some(m) = module_id {
+        check_identity_id(m)?;
+    }
+    let etag = etag_for_version(1);
+    let mut t = Object::new();
+    t.insert("deviceId", string(device_id));
+    if let Some(m) = module_id {
+        t.insert("moduleId", string(m));
+    }
+    t.insert("etag", string(&etag));
+    t.insert("deviceEtag", string(&etag));
+    t.insert("version", number(1));
+    t.insert("status", string("enabled"));
+    t.insert("statusUpdateTime", string(DEFAULT_TIME));
+    t.insert("connectionState", string("Disconnected"));
+    t.insert("lastActivityTime", string(DEFAULT_TIME));
+    t.insert("cloudToDeviceMessageCount", number(0));
+    t.insert("authenticationType", string("sas"));
+    let mut x509 = Object::new();
+    x509.insert("primaryThumbprint", Doc::Null);
+    x509.insert("secondaryThumbprint", Doc::Null);
+    t.insert("x509Thumbprint", Doc::Object(x509));
+    t.insert("modelId", string(""));
+    let mut props = Object::new();
+    props.insert("desired", empty_section(now));
+    props.insert("reported", empty_section(now));
+    t.insert("properties", Doc::Object(props));
+    if module_id.is_none() {
+        let mut caps = Object::new();
+        caps.insert("iotEdge", Doc::Bool(false));
+        t.insert("capabilities", Doc::Object(caps));
+    }
+    Ok(Doc::Object(t))
+}
+
+/// What a write does.
+#[derive(Clone, Copy, Debug)]
+pub enum Update<'a> {
+    /// Back end, PATCH twin: a JSON merge patch (RFC 7386) whose top level may hold only
+    /// `tags` (object or null) and `properties` holding only `desired` (object or null).
+    /// `null` deletes a key; `tags: null` / `desired: null` delete every tag / desired
+    /// property. Any other member is refused with `ArgumentInvalid`, and so is
+    /// `properties.reported` (reported properties are written by the device).
+    PatchTwin(&'a Doc),
+    /// Back end, PUT/replace: tags and desired are replaced wholesale by the given document's
+    /// `tags` and `properties.desired` (a missing or null one becomes empty). Other members
+    /// (`deviceId`, `etag`, `properties.reported`, …) and the read-only `$metadata` /
+    /// `$version` of the given desired are ignored, so a twin read back can be sent as is.
+    /// Nulls are not allowed as member values inside (`ArgumentInvalid`).
+    ReplaceTwin(&'a Doc),
+    /// Back end: merge patch of tags only (the body is the tags patch object itself).
+    PatchTags(&'a Doc),
+    /// Back end: merge patch of `properties.desired` only (the body is the desired patch
+    /// object itself).
+    PatchDesired(&'a Doc),
+    /// Device: merge patch of `properties.reported` (the body is the reported patch object
+    /// itself).
+    PatchReported(&'a Doc),
+}
+
+/// The outcome of a successful write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The twin after the write.
+    pub twin: Doc,
+    /// The desired-property patch to deliver to the device, with its `"$version"` member
+    /// appended (as IoT Hub sends it), whenever the write targeted the desired section.
+    /// For a patch it is the patch as given (nulls included, so the device deletes too);
+    /// for `desired: null` it is a null for every deleted key; for
+    /// [`ReplaceTwin`](Update::ReplaceTwin) it is the whole new desired section (without
+    /// `$metadata`).
+    pub desired_notification: Option<Doc>,
+}
+
+/// How one section is written.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// Merge patch.
+    Merge(&'a Object),
+    /// `null` for the whole section: every user key is deleted.
+    Delete,
+    /// Replaced by these members (read-only `$` members at the root skipped), or by nothing.
+    Replace(Option<&'a Object>),
+}
+
+/// What a validated update writes, per section.
+#[derive(Default)]
+struct Plan<'a> {
+    tags: Option<Write<'a>>,
+    desired: Option<Write<'a>>,
+    reported: Option<Write<'a>>,
+}
+
+const TAGS: &str = "tags";
+const DESIRED: &str = "properties.desired";
+const REPORTED: &str = "properties.reported";
+
+/// One step of a key path, for error messages.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Walks a patch or replacement body and checks the content rules of spec §4.4. The path is
+/// kept as borrowed segments and rendered only when something is refused.
+struct Validator<'a> {
+    section: &'static str,
+    segs: Vec<Seg<'a>>,
+    /// Whether `null` member values are allowed (a patch: they delete).
+    nulls: bool,
+    /// Whether the read-only `$metadata` / `$version` members at the root are skipped.
+    skip_read_only: bool,
+}
+
+/// Renders at most this many characters of one key in an error path.
+const KEY_SHOWN: usize = 64;
+
+impl<'a> Validator<'a> {
+    fn check(
+        section: &'static str,
+        o: &'a Object,
+        nulls: bool,
+        skip_read_only: bool,
+    ) -> Result<(), HubError> {
+        let mut v = Validator {
+            section,
+            segs: Vec::with_capacity(MAX_DEPTH + 1),
+            nulls,
+            skip_read_only,
+        };
+        v.object(o, 0, false)
+    }
+
+    fn path(&self) -> String {
+        let mut p = String::from(self.section);
+        for s in &self.segs {
+            match s {
+                Seg::Key(k) => {
+                    p.push('.');
+                    match k.char_indices().nth(KEY_SHOWN) {
+                        Some((cut, _)) => {
+                            p.push_str(&k[..cut]);
+                            p.push('…');
+                        }
+                        None => p.push_str(k),
+                    }
+                }
+                Seg::Index(i) => {
+                    p.push('[');
+                    p.push_str(&i.to_string());
+                    p.push(']');
+                }
+            }
+        }
+        p
+    }
+
+    fn refuse(&self, rule: &str, detail: impl fmt::Display) -> HubError {
+        HubError::invalid(format!(
+            "'{rule}' rule violated at '{}': {detail}",
+            self.path()
+        ))
+    }
+
+    /// The members of `o`, an object at `level` (the section root is level 0).
+    fn object(&mut self, o: &'a Object, level: usize, in_array: bool) -> Result<(), HubError> {
+        for (k, v) in o.iter() {
+            if level == 0 && self.skip_read_only && (k == METADATA || k == VERSION) {
+                continue;
+            }
+            self.segs.push(Seg::Key(k));
+            self.key(k)?;
+            if matches!(v, Doc::Null) && !self.nulls && !in_array {
+                return Err(self.refuse(
+                    "Value types",
+                    "null is not a property value; it is only allowed in a patch, to delete a key",
+                ));
+            }
+            self.value(v, level + 1, in_array)?;
+            self.segs.pop();
+        }
+        Ok(())
+    }
+
+    fn key(&self, k: &str) -> Result<(), HubError> {
+        if k.is_empty() {
+            return Err(self.refuse("Key length", "property names must not be empty"));
+        }
+        if k.len() > MAX_KEY_BYTES {
+            return Err(self.refuse(
+                "Key length",
+                format_args!(
+                    "the property name is {} bytes long (UTF-8); at most {MAX_KEY_BYTES} are allowed",
+                    k.len()
+                ),
+            ));
+        }
+        let bad = if k.is_ascii() {
+            k.bytes()
+                .find(|&b| b < 0x20 || b == 0x7f || b == b'.' || b == b'$' || b == b' ')
+                .map(char::from)
+        } else {
+            k.chars()
+                .find(|&c| c.is_control() || c == '.' || c == '$' || c == ' ')
+        };
+        match bad {
+            None => Ok(()),
+            Some(c) => Err(self.refuse(
+                "Key characters",
+                format_args!(
+                    "the property name contains {c:?}; names must not contain control \
+                     characters, '.', '$' or spaces"
+                ),
+            )),
+        }
+    }
+
+    /// Any value at `level`.
+    fn value(&mut self, v: &'a Doc, level: usize, in_array: bool) -> Result<(), HubError> {
+        if level > MAX_DEPTH {
+            return Err(self.refuse(
+                "Object depth",
+                format_args!(
+                    "values may be nested at most {MAX_DEPTH} levels below {}",
+                    self.section
+                ),
+            ));
+        }
+        match v {
+            Doc::Null | Doc::Bool(_) => Ok(()),
+            Doc::Number(n) => {
+                let x = n.value;
+                if !x.is_finite() {
+                    Err(self.refuse("Value types", "numbers must be finite"))
+                } else if x.fract() == 0.0
+                    && (x > MAX_SAFE_INTEGER as f64 || x < MIN_SAFE_INTEGER as f64)
+                    && written_as_integer(n)
+                {
+                    Err(self.refuse(
+                        "Integer range",
+                        format_args!(
+                            "integers must lie within {MIN_SAFE_INTEGER}..={MAX_SAFE_INTEGER}"
+                        ),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Doc::String(s) => {
+                if s.len() > MAX_STRING_BYTES {
+                    Err(self.refuse(
+                        "String value length",
+                        format_args!(
+                            "the string is {} bytes long (UTF-8); at most {MAX_STRING_BYTES} are allowed",
+                            s.len()
+                        ),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Doc::Array(a) => {
+                for (i, e) in a.iter().enumerate() {
+                    self.segs.push(Seg::Index(i));
+                    self.value(e, level + 1, true)?;
+                    self.segs.pop();
+                }
+                Ok(())
+            }
+            Doc::Object(o) => self.object(o, level, in_array),
+        }
+    }
+}
+
+/// Whether a number is an integer as JSON writes it: its text has no fraction and no exponent
+/// (`4503599627370496` is an integer, `4503599627370496.0` and `1.5e300` are not). A number
+/// without kept text is written in its shortest form, which for an integral value is an
+/// integer.
+fn written_as_integer(n: &Number) -> bool {
+    match &n.text {
+        Some(t) => !t.contains(['.', 'e', 'E']),
+        None => n.value.fract() == 0.0,
+    }
+}
+
+fn body_object<'a>(body: &'a Doc, what: &str) -> Result<&'a Object, HubError> {
+    match body {
+        Doc::Object(o) => Ok(o),
+        other => Err(HubError::invalid(format!(
+            "{what} must be a JSON object, not {}",
+            kind_name(other)
+        ))),
+    }
+}
+
+fn kind_name(d: &Doc) -> &'static str {
+    match d {
+        Doc::Null => "null",
+        Doc::Bool(_) => "a Boolean",
+        Doc::Number(_) => "a number",
+        Doc::String(_) => "a string",
+        Doc::Array(_) => "an array",
+        Doc::Object(_) => "an object",
+    }
+}
+
+/// A section of a [`PatchTwin`](Update::PatchTwin): an object (checked) or null.
+fn patch_member<'a>(v: &'a Doc, section: &'static str) -> Result<Write<'a>, HubError> {
+    match v {
+        Doc::Null => Ok(Write::Delete),
+        Doc::Object(o) => {
+            Validator::check(section, o, true, false)?;
+            Ok(Write::Merge(o))
+        }
+        other => Err(HubError::invalid(format!(
+            "'{section}' in a twin patch must be an object or null, not {}",
+            kind_name(other)
+        ))),
+    }
+}
+
+/// A section of a [`ReplaceTwin`](Update::ReplaceTwin): an object (checked), or missing/null.
+fn replace_member<'a>(v: Option<&'a Doc>, section: &'static str) -> Result<Write<'a>, HubError> {
+    match v {
+        None | Some(Doc::Null) => Ok(Write::Replace(None)),
+        Some(Doc::Object(o)) => {
+            Validator::check(section, o, false, section == DESIRED)?;
+            Ok(Write::Replace(Some(o)))
+        }
+        Some(other) => Err(HubError::invalid(format!(
+            "'{section}' in a twin replacement must be an object, not {}",
+            kind_name(other)
+        ))),
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// Checks the shape and content of `update` (everything that does not depend on the
+    /// twin) and says what it writes.
+    fn of(update: &Update<'a>) -> Result<Plan<'a>, HubError> {
+        let mut plan = Plan::default();
+        match *update {
+            Update::PatchTwin(body) => {
+                let b = body_object(body, "a twin patch")?;
+                for (k, v) in b.iter() {
+                    match k {
+                        "tags" => plan.tags = Some(patch_member(v, TAGS)?),
+                        "properties" => {
+                            let p = match v {
+                                Doc::Object(p) => p,
+                                other => {
+                                    return Err(HubError::invalid(format!(
+                                        "'properties' in a twin patch must be an object, not {}",
+                                        kind_name(other)
+                                    )));
+                                }
+                            };
+                            for (pk, pv) in p.iter() {
+                                match pk {
+                                    "desired" => plan.desired = Some(patch_member(pv, DESIRED)?),
+                                    "reported" => {
+                                        return Err(HubError::invalid(
+                                            "'properties.reported' cannot be patched by the back \
+                                             end: reported properties are written by the device",
+                                        ));
+                                    }
+                                    other => {
+                                        return Err(HubError::invalid(format!(
+                                            "'properties.{other}' cannot be written by a twin \
+                                             patch: only 'tags' and 'properties.desired' can"
+                                        )));
+                                    }
+                                }
+                            }
+                        }
+                        other => {
+                            return Err(HubError::invalid(format!(
+                                "'{other}' cannot be written by a twin patch: only 'tags' and \
+                                 'properties.desired' can"
+                            )));
+                        }
+                    }
+                }
+            }
+            Update::ReplaceTwin(body) => {
+                let b = body_object(body, "a twin replacement")?;
+                plan.tags = Some(replace_member(b.get("tags"), TAGS)?);
+                let desired = match b.get("properties") {
+                    None | Some(Doc::Null) => None,
+                    Some(Doc::Object(p)) => p.get("desired"),
+                    Some(other) => {
+                        return Err(HubError::invalid(format!(
+                            "'properties' in a twin replacement must be an object, not {}",
+                            kind_name(other)
+                        )));
+                    }
+                };
+                plan.desired = Some(replace_member(desired, DESIRED)?);
+            }
+            Update::PatchTags(body) => {
+                let o = body_object(body, "a tags patch")?;
+                Validator::check(TAGS, o, true, false)?;
+                plan.tags = Some(Write::Merge(o));
+            }
+            Update::PatchDesired(body) => {
+                let o = body_object(body, "a desired-properties patch")?;
+                Validator::check(DESIRED, o, true, false)?;
+                plan.desired = Some(Write::Merge(o));
+            }
+            Update::PatchReported(body) => {
+                let o = body_object(body, "a reported-properties patch")?;
+                Validator::check(REPORTED, o, true, false)?;
+                plan.reported = Some(Write::Merge(o));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// What `$metadata` entries are dated with.
+struct Stamp<'a> {
+    now: &'a str,
+    /// The section's new `$version`, for `$lastUpdatedVersion` (desired only).
+    version: Option<u64>,
+}
+
+impl Stamp<'_> {
+    /// Dates a metadata object in place (existing members keep their position).
+    fn mark(&self, meta: &mut Object) {
+        meta.insert(LAST_UPDATED, string(self.now));
+        if let Some(v) = self.version {
+            meta.insert(LAST_UPDATED_VERSION, number(v));
+        }
+    }
+
+    /// A metadata object holding only the dates.
+    fn leaf(&self) -> Object {
+        let mut m = Object::new();
+        self.mark(&mut m);
+        m
+    }
+
+    /// The metadata of an object's members, all dated now.
+    fn tree(&self, o: &Object) -> Object {
+        let mut m = self.leaf();
+        for (k, v) in o.iter() {
+            m.insert(k, self.entry(v));
+        }
+        m
+    }
+
+    /// The metadata entry of one value, dated now.
+    fn entry(&self, v: &Doc) -> Doc {
+        Doc::Object(match v {
+            Doc::Object(o) => self.tree(o),
+            _ => self.leaf(),
+        })
+    }
+}
+
+/// A copy of an object patch with `null` members dropped at every object level (RFC 7386,
+/// patching a missing or non-object target). Arrays are kept as they are.
+fn strip_nulls(o: &Object) -> Object {
+    let mut out = Object::new();
+    for (k, v) in o.iter() {
+        match v {
+            Doc::Null => {}
+            Doc::Object(inner) => {
+                out.insert(k, Doc::Object(strip_nulls(inner)));
+            }
+            other => {
+                out.insert(k, other.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The metadata entry of `k` in `meta` as an object, rebuilt from `existing` if it is missing
+/// or not an object.
+fn child_meta<'m>(
+    meta: &'m mut Object,
+    k: &str,
+    existing: &Object,
+    st: &Stamp<'_>,
+) -> &'m mut Object {
+    if !matches!(meta.get(k), Some(Doc::Object(_))) {
+        meta.insert(k, Doc::Object(st.tree(existing)));
+    }
+    match meta.get_mut(k) {
+        Some(Doc::Object(m)) => m,
+        _ => unreachable!("the entry was just made an object"),
+    }
+}
+
+/// RFC 7386 merge of `patch` into `target`, keeping `meta` (the metadata object mirroring
+/// `target`, if the section has one) in step: every key the patch sets gets a fresh entry
+/// (or, for an object merged into an object, a re-dated one), deleted keys lose theirs.
+fn merge(target: &mut Object, mut meta: Option<&mut Object>, patch: &Object, st: &Stamp<'_>) {
+    for (k, pv) in patch.iter() {
+        match pv {
+            Doc::Null => {
+                target.remove(k);
+                if let Some(m) = meta.as_deref_mut() {
+                    m.remove(k);
+                }
+            }
+            Doc::Object(po) => {
+                if let Some(Doc::Object(to)) = target.get_mut(k) {
+                    match meta.as_deref_mut() {
+                        Some(m) => {
+                            let mk = child_meta(m, k, to, st);
+                            st.mark(mk);
+                            merge(to, Some(mk), po, st);
+                        }
+                        None => merge(to, None, po, st),
+                    }
+                } else {
+                    let v = strip_nulls(po);
+                    if let Some(m) = meta.as_deref_mut() {
+                        m.insert(k, Doc::Object(st.tree(&v)));
+                    }
+                    target.insert(k, Doc::Object(v));
+                }
+            }
+            leaf => {
+                target.insert(k, leaf.clone());
+                if let Some(m) = meta.as_deref_mut() {
+                    m.insert(k, Doc::Object(st.leaf()));
+                }
+            }
+        }
+    }
+}
+
+/// Member `name` of `o` as an object; a missing or non-object member becomes `{}`.
+fn member_object<'o>(o: &'o mut Object, name: &str) -> &'o mut Object {
+    if !matches!(o.get(name), Some(Doc::Object(_))) {
+        o.insert(name, Doc::object());
+    }
+    match o.get_mut(name) {
+        Some(Doc::Object(m)) => m,
+        _ => unreachable!("the member was just made an object"),
+    }
+}
+
+/// A non-negative integer member, or 0.
+fn read_version(d: Option<&Doc>) -> u64 {
+    match d {
+        Some(Doc::Number(n)) if n.value >= 0.0 && n.value.fract() == 0.0 && n.value < 1.8e19 => {
+            n.value as u64
+        }
+        _ => 0,
+    }
+}
+
+fn check_size(section: &'static str, o: &Object, limit: usize) -> Result<(), HubError> {
+    let size = object_size(o, true);
+    if size > limit {
+        return Err(HubError::invalid(format!(
+            "'Section size' rule violated at '{section}': the section would be {size} bytes; \
+             at most {limit} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Inserts `name` right before member `before` (or at the end if there is none).
+fn insert_before(o: &mut Object, before: &str, name: &str, value: Doc) {
+    let Some(pos) = o.iter().position(|(k, _)| k == before) else {
+        o.insert(name, value);
+        return;
+    };
+    let tail: Vec<String> = o.iter().skip(pos).map(|(k, _)| k.to_owned()).collect();
+    let moved: Vec<(String, Doc)> = tail
+        .into_iter()
+        .filter_map(|k| o.remove(&k).map(|v| (k, v)))
+        .collect();
+    o.insert(name, value);
+    for (k, v) in moved {
+        o.insert(&k, v);
+    }
+}
+
+/// Writes `tags`, keeping the member absent when empty and placing a new one before
+/// `properties`.
+fn write_tags(root: &mut Object, w: Write<'_>) -> Result<(), HubError> {
+    let st = Stamp {
+        now: "",
+        version: None,
+    };
+    match w {
+        Write::Delete | Write::Replace(None) => {
+            root.remove("tags");
+            return Ok(());
+        }
+        Write::Merge(p) => {
+            if let Some(Doc::Object(t)) = root.get_mut("tags") {
+                merge(t, None, p, &st);
+            } else {
+                let mut t = Object::new();
+                merge(&mut t, None, p, &st);
+                place_tags(root, t);
+            }
+        }
+        Write::Replace(Some(o)) => place_tags(root, o.clone()),
+    }
+    match root.get("tags") {
+        Some(Doc::Object(t)) if t.is_empty() => {
+            root.remove("tags");
+            Ok(())
+        }
+        Some(Doc::Object(t)) => check_size(TAGS, t, MAX_TAGS_BYTES),
+        _ => Ok(()),
+    }
+}
+
+fn place_tags(root: &mut Object, t: Object) {
+    if root.get("tags").is_some() {
+        root.insert("tags", Doc::Object(t));
+    } else if !t.is_empty() {
+        insert_before(root, "properties", "tags", Doc::Object(t));
+    }
+}
+
+/// Writes `properties.desired` (`desired`) or `properties.reported`; returns the device
+/// notification for desired.
+fn write_section(
+    root: &mut Object,
+    desired: bool,
+    w: Write<'_>,
+    now: &str,
+) -> Result<Option<Doc>, HubError> {
+    let (name, path, limit) = if desired {
+        ("desired", DESIRED, MAX_DESIRED_BYTES)
+    } else {
+        ("reported", REPORTED, MAX_REPORTED_BYTES)
+    };
+    let sec = member_object(member_object(root, "properties"), name);
+    let old_meta = sec.remove(METADATA);
+    let version = read_version(sec.remove(VERSION).as_ref()) + 1;
+    let st = Stamp {
+        now,
+        version: desired.then_some(version),
+    };
+    let mut notification: Option<Object> = None;
+    let meta = match w {
+        Write::Merge(p) => {
+            let mut meta = match old_meta {
+                Some(Doc::Object(m)) => m,
+                _ => st.tree(sec),
+            };
+            st.mark(&mut meta);
+            merge(sec, Some(&mut meta), p, &st);
+            if desired {
+                notification = Some(p.clone());
+            }
+            meta
+        }
+        Write::Delete => {
+            if desired {
+                notification = Some(sec.iter().map(|(k, _)| (k.to_owned(), Doc::Null)).collect());
+            }
+            *sec = Object::new();
+            st.leaf()
+        }
+        Write::Replace(o) => {
+            *sec = o
+                .into_iter()
+                .flat_map(Object::iter)
+                .filter(|(k, _)| *k != METADATA && *k != VERSION)
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect();
+            if desired {
+                notification = Some(sec.clone());
+            }
+            st.tree(sec)
+        }
+    };
+    check_size(path, sec, limit)?;
+    sec.insert(METADATA, Doc::Object(meta));
+    sec.insert(VERSION, number(version));
+    Ok(notification.map(|mut n| {
+        n.insert(VERSION, number(version));
+        Doc::Object(n)
+    }))
+}
+
+/// Strips one pair of double quotes, as HTTP sends etags (`"AAAAAAAAAAc="`).
+fn unquote(etag: &str) -> &str {
+    etag.strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or(etag)
+}
+
+fn check_if_match(root: &Object, if_match: Option<&str>) -> Result<(), HubError> {
+    let Some(wanted) = if_match else {
+        return Ok(());
+    };
+    let wanted = unquote(wanted.trim());
+    if wanted == "*" {
+        return Ok(());
+    }
+    match root.get("etag").and_then(Doc::as_string) {
+        Some(current) if unquote(current) == wanted => Ok(()),
+        Some(current) => Err(HubError::new(
+            ErrorCode::PreconditionFailed,
+            format!("the If-Match etag \"{wanted}\" does not match the twin's etag \"{current}\""),
+        )),
+        None => Err(HubError::new(
+            ErrorCode::PreconditionFailed,
+            format!("the If-Match etag \"{wanted}\" does not match: the twin has no etag"),
+        )),
+    }
+}
+
+/// Applies `update` to `twin` (which is not modified) under an optional `If-Match` etag
+/// (`*` matches any; surrounding double quotes are ignored; a different etag, or a twin
+/// without one, gives `PreconditionFailed` naming both).
+///
+/// The update is checked first (shape and content limits, `ArgumentInvalid` naming the rule
+/// and key path), then applied to one copy of the twin, then the resulting sections' sizes
+/// are checked, and only then the etag condition (so, as HTTP prescribes, a request that
+/// would fail anyway reports its own error rather than 412). On success the twin `version`
+/// goes up by one (a missing one counts as 0) and `etag` follows it.
+pub fn apply(
+    twin: &Doc,
+    update: &Update<'_>,
+    if_match: Option<&str>,
+    now: &str,
+) -> Result<Applied, HubError> {
+    let Doc::Object(root) = twin else {
+        return Err(not_a_twin());
+    };
+    let plan = Plan::of(update)?;
+    finish(root.clone(), plan, if_match, now)
+}
+
+/// [`apply`] on a twin the caller owns and no longer needs (one copied out of a tape, say):
+/// the write edits it in place instead of copying it again. Same rules and results; on an
+/// error the twin is dropped.
+pub fn apply_owned(
+    twin: Doc,
+    update: &Update<'_>,
+    if_match: Option<&str>,
+    now: &str,
+) -> Result<Applied, HubError> {
+    let Doc::Object(root) = twin else {
+        return Err(not_a_twin());
+    };
+    let plan = Plan::of(update)?;
+    finish(root, plan, if_match, now)
+}
+
+fn not_a_twin() -> HubError {
+    HubError::invalid("the twin is not a JSON object")
+}
+
+/// Performs a validated write on `out`, the twin's own copy.
+fn finish(
+    mut out: Object,
+    plan: Plan<'_>,
+    if_match: Option<&str>,
+    now: &str,
+) -> Result<Applied, HubError> {
+    // Read before the write; reported after the other errors, as HTTP prescribes.
+    let precondition = check_if_match(&out, if_match);
+    let version = read_version(out.get("version")) + 1;
+    if let Some(w) = plan.tags {
+        write_tags(&mut out, w)?;
+    }
+    let mut desired_notification = None;
+    if let Some(w) = plan.desired {
+        desired_notification = write_section(&mut out, true, w, now)?;
+    }
+    if let Some(w) = plan.reported {
+        write_section(&mut out, false, w, now)?;
+    }
+    precondition?;
+    out.insert("version", number(version));
+    out.insert("etag", Doc::String(etag_for_version(version).into()));
+    Ok(Applied {
+        twin: Doc::Object(out),
+        desired_notification,
+    })
+}
+
+/// The size of a section per spec §4.4: the sum over all properties of key size plus value
+/// size, where keys and strings count their characters (Unicode scalar values) other than
+/// control characters, numbers count 8, Booleans 4 and `null` 0; arrays and nested objects
+/// add up their contents (array positions count nothing). Members of the section root whose
+/// names start with `$` (`$metadata`, `$version`, the legacy `$etag`) are read-only and not
+/// counted. A non-object `section` counts as a single value.
+pub fn section_size(section: &Doc) -> usize {
+    match section {
+        Doc::Object(o) => object_size(o, true),
+        other => value_size(other),
+    }
+}
+
+fn object_size(o: &Object, root: bool) -> usize {
+    o.iter()
+        .filter(|(k, _)| !(root && k.starts_with('$')))
+        .map(|(k, v)| text_size(k) + value_size(v))
+        .sum()
+}
+
+fn value_size(v: &Doc) -> usize {
+    match v {
+        Doc::Null => 0,
+        Doc::Bool(_) => 4,
+        Doc::Number(_) => 8,
+        Doc::String(s) => text_size(s),
+        Doc::Array(a) => a.iter().map(value_size).sum(),
+        Doc::Object(o) => object_size(o, false),
+    }
+}
+
+fn text_size(s: &str) -> usize {
+    if s.is_ascii() {
+        s.bytes().filter(|&b| b >= 0x20 && b != 0x7f).count()
+    } else {
+        s.chars().filter(|c| !c.is_control()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_seven_fraction_digits() {
+        let t = timestamp_now();
+        assert_eq!(t.len(), "2026-11-27T05:59:35.1234567Z".len(), "{t}");
+        assert_eq!(&t[10..11], "T");
+        assert_eq!(&t[19..20], ".");
+        assert!(t.ends_with('Z'));
+        assert!(t[20..27].bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    #[test]
+    fn long_keys_are_shortened_in_paths() {
+        let key = "k".repeat(200);
+        let o: Object = [(key, Doc::Bool(true))].into_iter().collect();
+        let mut v = Validator {
+            section: TAGS,
+            segs: Vec::new(),
+            nulls: true,
+            skip_read_only: false,
+        };
+        v.segs.push(Seg::Key(o.at(0).map(|(k, _)| k).unwrap_or("")));
+        v.segs.push(Seg::Index(3));
+        let p = v.path();
+        assert_eq!(p, format!("tags.{}…[3]", "k".repeat(KEY_SHOWN)));
+    }
+
+    #[test]
+    fn error_display_and_status() {
+        let e = HubError::new(ErrorCode::PreconditionFailed, "stale");
+        assert_eq!(e.to_string(), "PreconditionFailed (412001): stale");
+        assert_eq!(ErrorCode::ModuleAlreadyExists.http_status(), 409);
+        assert_eq!(ErrorCode::ModuleNotFound.http_status(), 404);
+    }
+}

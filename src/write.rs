@@ -1,0 +1,373 @@
+//! Writes with IoT Hub semantics: identities, twin patches and replacements, desired-property
+//! notifications.
+//!
+//! Every write runs the rules of [`twinql_store::twin`] on a copy of the twin (limits first,
+//! etag condition, version and `$metadata` bookkeeping), then stores the result in the
+//! overlay and brings the index delta up to date, all inside one short critical section, so a
+//! query sees a write entirely or not at all. Nothing changes when a write is refused.
+
+use std::sync::mpsc::{Receiver, channel};
+
+use twinql_store::CollectionKind;
+use twinql_store::doc::Doc;
+use twinql_store::live::{AnyNode, Root};
+use twinql_store::twin::{self, ErrorCode, HubError, Update};
+
+use crate::db::{Database, DesiredUpdate, Writer};
+
+/// Which twin: a device's, or one of its modules'.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TwinId {
+    /// The device id.
+    pub device_id: String,
+    /// The module id, for a module twin.
+    pub module_id: Option<String>,
+}
+
+impl TwinId {
+    /// A device twin.
+    pub fn device(device_id: &str) -> TwinId {
+        TwinId {
+            device_id: device_id.to_string(),
+            module_id: None,
+        }
+    }
+
+    /// A module twin.
+    pub fn module(device_id: &str, module_id: &str) -> TwinId {
+        TwinId {
+            device_id: device_id.to_string(),
+            module_id: Some(module_id.to_string()),
+        }
+    }
+
+    fn kind(&self) -> CollectionKind {
+        match self.module_id {
+            None => CollectionKind::Devices,
+            Some(_) => CollectionKind::Modules,
+        }
+    }
+
+    fn not_found(&self) -> HubError {
+        match &self.module_id {
+            None => HubError::new(
+                ErrorCode::DeviceNotFound,
+                format!("device `{}` does not exist", self.device_id),
+            ),
+            Some(m) => HubError::new(
+                ErrorCode::ModuleNotFound,
+                format!("module `{m}` of device `{}` does not exist", self.device_id),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for TwinId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.module_id {
+            None => f.write_str(&self.device_id),
+            Some(m) => write!(f, "{}/{m}", self.device_id),
+        }
+    }
+}
+
+/// What an acknowledged write left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteAck {
+    /// The twin's `version` after the write.
+    pub version: u64,
+    /// The twin's `etag` after the write.
+    pub etag: String,
+}
+
+const VERSION_ROOTS: [Root<'static>; 2] = [&["version"], &["etag"]];
+
+fn roots(update: &Update<'_>) -> Vec<Root<'static>> {
+    let mut r: Vec<Root<'static>> = VERSION_ROOTS.to_vec();
+    match update {
+        Update::PatchReported(_) => r.push(&["properties", "reported"]),
+        Update::PatchDesired(_) => r.push(&["properties", "desired"]),
+        Update::PatchTags(_) => r.push(&["tags"]),
+        Update::PatchTwin(_) | Update::ReplaceTwin(_) => {
+            r.push(&["tags"]);
+            r.push(&["properties", "desired"]);
+        }
+    }
+    r
+}
+
+fn parse_body(json: &str) -> Result<Doc, HubError> {
+    Doc::parse(json).map_err(|e| HubError::new(ErrorCode::ArgumentInvalid, e.to_string()))
+}
+
+fn ack(d: &Doc) -> WriteAck {
+    let o = d.as_object();
+    WriteAck {
+        version: o
+            .and_then(|o| o.get("version"))
+            .and_then(Doc::as_number)
+            .map_or(0, |v| v as u64),
+        etag: o
+            .and_then(|o| o.get("etag"))
+            .and_then(Doc::as_string)
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+impl Database {
+    /// Creates a device or module identity with a fresh twin (spec §4.1–§4.2) and returns the
+    /// twin as JSON text. A module needs its device to exist.
+    pub fn create_twin(&self, id: &TwinId) -> Result<String, HubError> {
+        twin::check_identity_id(&id.device_id)?;
+        if let Some(m) = &id.module_id {
+            twin::check_identity_id(m)?;
+        }
+        let now = twin::timestamp_now();
+        let doc = twin::new_twin(&id.device_id, id.module_id.as_deref(), &now)?;
+        let text = doc.to_json_string();
+        let mut w = self.lock_writer();
+        let store = self.base_store();
+        let kind = id.kind();
+        if kind == CollectionKind::Modules
+            && w.overlay
+                .coll(CollectionKind::Devices)
+                .find(store.devices(), &id.device_id, None)
+                .is_none()
+        {
+            return Err(TwinId::device(&id.device_id).not_found());
+        }
+        let exists = w
+            .overlay
+            .coll(kind)
+            .find(
+                store.collection(kind),
+                &id.device_id,
+                id.module_id.as_deref(),
+            )
+            .is_some();
+        if exists {
+            return Err(match &id.module_id {
+                None => HubError::new(
+                    ErrorCode::DeviceAlreadyExists,
+                    format!("device `{}` already exists", id.device_id),
+                ),
+                Some(m) => HubError::new(
+                    ErrorCode::ModuleAlreadyExists,
+                    format!("module `{m}` of device `{}` already exists", id.device_id),
+                ),
+            });
+        }
+        let policy = self.base_policy();
+        let Writer { overlay, cache, .. } = &mut *w;
+        overlay.put(store, policy, cache, kind, None, doc, &[]);
+        Ok(text)
+    }
+
+    /// Deletes a device identity (with its module identities) or a module identity, under an
+    /// optional `If-Match` etag of its twin (`*` matches any).
+    pub fn delete_twin(&self, id: &TwinId, if_match: Option<&str>) -> Result<(), HubError> {
+        let mut w = self.lock_writer();
+        let store = self.base_store();
+        let policy = self.base_policy();
+        let kind = id.kind();
+        let coll = store.collection(kind);
+        let live = w.overlay.coll(kind);
+        let doc_id = live
+            .find(coll, &id.device_id, id.module_id.as_deref())
+            .ok_or_else(|| id.not_found())?;
+        if let Some(want) = if_match.filter(|e| *e != "*") {
+            let etag = live.get(coll, doc_id).and_then(|n| etag_of(n));
+            if etag.as_deref() != Some(want) {
+                return Err(HubError::new(
+                    ErrorCode::PreconditionFailed,
+                    format!(
+                        "etag `{want}` does not match the twin's current etag `{}`",
+                        etag.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        // A device takes its modules with it.
+        let mut modules = Vec::new();
+        if kind == CollectionKind::Devices {
+            let mcoll = store.modules();
+            let mlive = w.overlay.coll(CollectionKind::Modules);
+            for mid in 0..mlive.len() as u32 {
+                if let Some(n) = mlive.get(mcoll, mid)
+                    && device_of(n).as_deref() == Some(id.device_id.as_str())
+                {
+                    modules.push(mid);
+                }
+            }
+        }
+        let Writer {
+            overlay,
+            cache,
+            subscribers,
+        } = &mut *w;
+        for mid in modules {
+            overlay.delete(store, policy, cache, CollectionKind::Modules, mid);
+        }
+        overlay.delete(store, policy, cache, kind, doc_id);
+        subscribers
+            .retain(|k, _| k.0 != id.device_id || (id.module_id.is_some() && k.1 != id.module_id));
+        Ok(())
+    }
+
+    /// The twin as JSON text, as it is now.
+    pub fn get_twin(&self, id: &TwinId) -> Result<String, HubError> {
+        self.snapshot()
+            .get(id.kind(), &id.device_id, id.module_id.as_deref())
+            .ok_or_else(|| id.not_found())
+    }
+
+    /// Applies a write to a twin under an optional `If-Match` etag (`*` matches any).
+    pub fn update_twin(
+        &self,
+        id: &TwinId,
+        update: &Update<'_>,
+        if_match: Option<&str>,
+    ) -> Result<WriteAck, HubError> {
+        let now = twin::timestamp_now();
+        let mut w = self.lock_writer();
+        let store = self.base_store();
+        let kind = id.kind();
+        let coll = store.collection(kind);
+        let live = w.overlay.coll(kind);
+        let doc_id = live
+            .find(coll, &id.device_id, id.module_id.as_deref())
+            .ok_or_else(|| id.not_found())?;
+        let applied = match live.get(coll, doc_id) {
+            Some(AnyNode::Owned(d)) => twin::apply(d, update, if_match, &now)?,
+            Some(tape) => twin::apply(&Doc::from_node(tape), update, if_match, &now)?,
+            None => return Err(id.not_found()),
+        };
+        let ack = ack(&applied.twin);
+        let policy = self.base_policy();
+        let Writer {
+            overlay,
+            cache,
+            subscribers,
+        } = &mut *w;
+        overlay.put(
+            store,
+            policy,
+            cache,
+            kind,
+            Some(doc_id),
+            applied.twin,
+            &roots(update),
+        );
+        if let Some(patch) = applied.desired_notification {
+            let key = (id.device_id.clone(), id.module_id.clone());
+            if let Some(subs) = subscribers.get_mut(&key) {
+                let version = patch
+                    .as_object()
+                    .and_then(|o| o.get("$version"))
+                    .and_then(Doc::as_number)
+                    .map_or(0, |v| v as u64);
+                let msg = DesiredUpdate {
+                    version,
+                    patch: patch.to_json_string(),
+                };
+                subs.retain(|s| s.send(msg.clone()).is_ok());
+            }
+        }
+        Ok(ack)
+    }
+
+    /// Back end: merge-patches `tags` (JSON text of the tags patch).
+    pub fn patch_tags(
+        &self,
+        id: &TwinId,
+        json: &str,
+        if_match: Option<&str>,
+    ) -> Result<WriteAck, HubError> {
+        let body = parse_body(json)?;
+        self.update_twin(id, &Update::PatchTags(&body), if_match)
+    }
+
+    /// Back end: merge-patches `properties.desired` (JSON text of the desired patch).
+    pub fn patch_desired(
+        &self,
+        id: &TwinId,
+        json: &str,
+        if_match: Option<&str>,
+    ) -> Result<WriteAck, HubError> {
+        let body = parse_body(json)?;
+        self.update_twin(id, &Update::PatchDesired(&body), if_match)
+    }
+
+    /// Back end: merge-patches the twin (`{"tags": …, "properties": {"desired": …}}`).
+    pub fn patch_twin(
+        &self,
+        id: &TwinId,
+        json: &str,
+        if_match: Option<&str>,
+    ) -> Result<WriteAck, HubError> {
+        let body = parse_body(json)?;
+        self.update_twin(id, &Update::PatchTwin(&body), if_match)
+    }
+
+    /// Back end: replaces tags and desired properties (`{"tags": …, "properties": {"desired": …}}`).
+    pub fn replace_twin(
+        &self,
+        id: &TwinId,
+        json: &str,
+        if_match: Option<&str>,
+    ) -> Result<WriteAck, HubError> {
+        let body = parse_body(json)?;
+        self.update_twin(id, &Update::ReplaceTwin(&body), if_match)
+    }
+
+    /// Device: merge-patches `properties.reported` (JSON text of the reported patch).
+    pub fn patch_reported(&self, id: &TwinId, json: &str) -> Result<WriteAck, HubError> {
+        let body = parse_body(json)?;
+        self.update_twin(id, &Update::PatchReported(&body), None)
+    }
+
+    /// Receives every desired-property patch of a twin from now on, in order, each with its
+    /// `$version`, as IoT Hub sends them to the device. Dropping the receiver unsubscribes.
+    pub fn subscribe_desired(&self, id: &TwinId) -> Result<Receiver<DesiredUpdate>, HubError> {
+        let mut w = self.lock_writer();
+        let store = self.base_store();
+        let kind = id.kind();
+        w.overlay
+            .coll(kind)
+            .find(
+                store.collection(kind),
+                &id.device_id,
+                id.module_id.as_deref(),
+            )
+            .ok_or_else(|| id.not_found())?;
+        let (tx, rx) = channel();
+        w.subscribers
+            .entry((id.device_id.clone(), id.module_id.clone()))
+            .or_default()
+            .push(tx);
+        Ok(rx)
+    }
+}
+
+fn etag_of(n: AnyNode<'_>) -> Option<String> {
+    use twinql_planner::value::{Key, Node};
+    n.member(&Key::new("etag"))
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+}
+
+fn device_of(n: AnyNode<'_>) -> Option<String> {
+    match n {
+        AnyNode::Owned(d) => d
+            .as_object()
+            .and_then(|o| o.get("deviceId"))
+            .and_then(Doc::as_string)
+            .map(str::to_string),
+        AnyNode::Tape(t) => t
+            .members()
+            .find(|(k, _, _)| *k == "deviceId")
+            .and_then(|(_, _, v)| twinql_planner::value::Node::as_str(v))
+            .map(str::to_string),
+    }
+}

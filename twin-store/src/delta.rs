@@ -1,0 +1,300 @@
+//! The mutable side of the path indexes: what writes changed since the base index was built.
+//!
+//! The base index ([`crate::index::CollectionIndex`]) is immutable. For every indexed path a
+//! write touches, a [`DeltaPath`] records which base documents no longer hold what the base
+//! postings say (`changed`) and the current postings of those documents and of documents
+//! created since (by type, `true`, string and number value). A lookup at a path answers
+//! `(base − changed) ∪ delta`, so the set algebra above it is unchanged.
+//!
+//! Everything here is persistent: cloning a [`DeltaIndex`] is O(1) (hash array mapped tries
+//! and ordered B-trees from `imbl`, bitmaps behind `Arc`s copied on first write), which is how
+//! a query takes a consistent snapshot while writers go on.
+
+use std::sync::Arc;
+
+use imbl::{HashMap as PMap, OrdMap};
+use ordered_float::OrderedFloat;
+use roaring::RoaringBitmap;
+use twinql_planner::value::{Kind, Node};
+
+/// A shared bitmap, copied when written while a snapshot holds it.
+pub type Bits = Arc<RoaringBitmap>;
+
+pub(crate) const KINDS: usize = 6;
+
+pub(crate) fn kind_slot(k: Kind) -> usize {
+    match k {
+        Kind::Null => 0,
+        Kind::Bool => 1,
+        Kind::Number => 2,
+        Kind::String => 3,
+        Kind::Array => 4,
+        Kind::Object => 5,
+    }
+}
+
+/// What a document holds at one indexed path, as the index sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// `null`
+    Null,
+    /// A Boolean.
+    Bool(bool),
+    /// A number (`-0` folded into `0`).
+    Number(f64),
+    /// A string.
+    String(Arc<str>),
+    /// An array (not indexed further).
+    Array,
+    /// An object.
+    Object,
+}
+
+impl Entry {
+    /// The entry of a node.
+    pub fn of<'a, N: Node<'a>>(n: N) -> Entry {
+        match n.kind() {
+            Kind::Null => Entry::Null,
+            Kind::Bool => Entry::Bool(n.as_bool().unwrap_or(false)),
+            Kind::Number => {
+                let v = n.as_f64().unwrap_or(f64::NAN);
+                Entry::Number(if v == 0.0 { 0.0 } else { v })
+            }
+            Kind::String => Entry::String(n.as_str().unwrap_or("").into()),
+            Kind::Array => Entry::Array,
+            Kind::Object => Entry::Object,
+        }
+    }
+
+    fn slot(&self) -> usize {
+        match self {
+            Entry::Null => 0,
+            Entry::Bool(_) => 1,
+            Entry::Number(_) => 2,
+            Entry::String(_) => 3,
+            Entry::Array => 4,
+            Entry::Object => 5,
+        }
+    }
+}
+
+/// The changes at one path.
+#[derive(Clone, Debug, Default)]
+pub struct DeltaPath {
+    /// Base documents whose base postings at this path are stale (their current postings, if
+    /// any, are below).
+    pub changed: Bits,
+    /// Changed or created documents by JSON type at the path.
+    pub kinds: [Bits; KINDS],
+    /// Changed or created documents holding `true`.
+    pub trues: Bits,
+    /// Changed or created documents holding strings, by value.
+    pub strings: OrdMap<Arc<str>, Bits>,
+    /// Changed or created documents holding numbers, by value.
+    pub numbers: OrdMap<OrderedFloat<f64>, Bits>,
+}
+
+fn insert(b: &mut Bits, doc: u32) {
+    if !b.contains(doc) {
+        Arc::make_mut(b).insert(doc);
+    }
+}
+
+fn remove(b: &mut Bits, doc: u32) {
+    if b.contains(doc) {
+        Arc::make_mut(b).remove(doc);
+    }
+}
+
+impl DeltaPath {
+    fn add(&mut self, doc: u32, e: &Entry) {
+        insert(&mut self.kinds[e.slot()], doc);
+        match e {
+            Entry::Bool(true) => insert(&mut self.trues, doc),
+            Entry::String(s) => {
+                let b = self.strings.entry(s.clone()).or_default();
+                insert(b, doc);
+            }
+            Entry::Number(x) => {
+                let b = self.numbers.entry(OrderedFloat(*x)).or_default();
+                insert(b, doc);
+            }
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, doc: u32, e: &Entry) {
+        remove(&mut self.kinds[e.slot()], doc);
+        match e {
+            Entry::Bool(true) => remove(&mut self.trues, doc),
+            Entry::String(s) => {
+                let empty = match self.strings.get_mut(s) {
+                    Some(b) => {
+                        remove(b, doc);
+                        b.is_empty()
+                    }
+                    None => false,
+                };
+                if empty {
+                    self.strings.remove(s);
+                }
+            }
+            Entry::Number(x) => {
+                let k = OrderedFloat(*x);
+                let empty = match self.numbers.get_mut(&k) {
+                    Some(b) => {
+                        remove(b, doc);
+                        b.is_empty()
+                    }
+                    None => false,
+                };
+                if empty {
+                    self.numbers.remove(&k);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Documents of the delta defined at this path.
+    pub fn defined(&self) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for k in &self.kinds {
+            out |= &**k;
+        }
+        out
+    }
+}
+
+/// The changes of one collection's index since it was built.
+#[derive(Clone, Debug, Default)]
+pub struct DeltaIndex {
+    paths: PMap<Arc<[u32]>, Arc<DeltaPath>>,
+}
+
+impl DeltaIndex {
+    /// An empty delta.
+    pub fn new() -> DeltaIndex {
+        DeltaIndex::default()
+    }
+
+    /// The changes at a path, if any.
+    pub fn path(&self, keys: &[u32]) -> Option<&DeltaPath> {
+        self.paths.get(keys).map(|p| &**p)
+    }
+
+    /// Number of paths with changes.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Records that document `doc` now holds `new` at `path` where it held `old` (`None`:
+    /// undefined). `base` says whether `doc` is a document of the base index.
+    pub fn set(
+        &mut self,
+        path: &[u32],
+        doc: u32,
+        base: bool,
+        old: Option<&Entry>,
+        new: Option<&Entry>,
+    ) {
+        if old == new {
+            return;
+        }
+        let slot = match self.paths.get_mut(path) {
+            Some(p) => p,
+            None => {
+                self.paths.insert(path.into(), Arc::default());
+                match self.paths.get_mut(path) {
+                    Some(p) => p,
+                    None => return,
+                }
+            }
+        };
+        let dp = Arc::make_mut(slot);
+        if base && !dp.changed.contains(doc) {
+            // The base postings hold the old entry: hide them from now on.
+            Arc::make_mut(&mut dp.changed).insert(doc);
+        } else if let Some(o) = old {
+            dp.remove(doc, o);
+        }
+        if let Some(n) = new {
+            dp.add(doc, n);
+        }
+    }
+
+    /// Approximate bytes held.
+    pub fn bytes(&self) -> usize {
+        self.paths
+            .values()
+            .map(|p| {
+                p.changed.serialized_size()
+                    + p.kinds.iter().map(|k| k.serialized_size()).sum::<usize>()
+                    + p.trues.serialized_size()
+                    + p.strings
+                        .iter()
+                        .map(|(k, b)| k.len() + b.serialized_size() + 48)
+                        .sum::<usize>()
+                    + p.numbers
+                        .values()
+                        .map(|b| b.serialized_size() + 48)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_documents_are_hidden_then_reindexed() {
+        let mut d = DeltaIndex::new();
+        let p: &[u32] = &[1, 2];
+        d.set(
+            p,
+            7,
+            true,
+            Some(&Entry::String("a".into())),
+            Some(&Entry::String("b".into())),
+        );
+        let dp = d.path(p).unwrap();
+        assert!(dp.changed.contains(7));
+        assert!(dp.strings.get("b").unwrap().contains(7));
+        assert!(dp.strings.get("a").is_none());
+        // A second change removes the delta's own entry.
+        let snapshot = d.clone();
+        d.set(
+            p,
+            7,
+            true,
+            Some(&Entry::String("b".into())),
+            Some(&Entry::Number(3.0)),
+        );
+        let dp = d.path(p).unwrap();
+        assert!(dp.strings.get("b").is_none());
+        assert!(dp.numbers.get(&OrderedFloat(3.0)).unwrap().contains(7));
+        assert!(dp.kinds[2].contains(7) && !dp.kinds[3].contains(7));
+        // The snapshot did not move.
+        let sp = snapshot.path(p).unwrap();
+        assert!(sp.strings.get("b").unwrap().contains(7));
+        assert!(sp.kinds[3].contains(7));
+    }
+
+    #[test]
+    fn created_documents_never_touch_changed() {
+        let mut d = DeltaIndex::new();
+        let p: &[u32] = &[4];
+        d.set(p, 100, false, None, Some(&Entry::Bool(true)));
+        d.set(p, 100, false, Some(&Entry::Bool(true)), None);
+        let dp = d.path(p).unwrap();
+        assert!(dp.changed.is_empty());
+        assert!(dp.trues.is_empty() && dp.defined().is_empty());
+    }
+}
