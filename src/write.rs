@@ -160,7 +160,7 @@ impl Database {
         }
         let policy = self.base_policy();
         let Writer { overlay, cache, .. } = &mut *w;
-        overlay.put(store, policy, cache, kind, None, doc, &[]);
+        let _ = overlay.put(store, policy, cache, kind, None, doc, &[]);
         Ok(text)
     }
 
@@ -205,6 +205,7 @@ impl Database {
             overlay,
             cache,
             subscribers,
+            ..
         } = &mut *w;
         for mid in modules {
             overlay.delete(store, policy, cache, CollectionKind::Modules, mid);
@@ -234,23 +235,26 @@ impl Database {
         let store = self.base_store();
         let kind = id.kind();
         let coll = store.collection(kind);
-        let live = w.overlay.coll(kind);
-        let doc_id = live
-            .find(coll, &id.device_id, id.module_id.as_deref())
-            .ok_or_else(|| id.not_found())?;
-        let applied = match live.get(coll, doc_id) {
-            Some(AnyNode::Owned(d)) => twin::apply(d, update, if_match, &now)?,
-            Some(tape) => twin::apply(&Doc::from_node(tape), update, if_match, &now)?,
-            None => return Err(id.not_found()),
-        };
-        let ack = ack(&applied.twin);
         let policy = self.base_policy();
         let Writer {
             overlay,
             cache,
             subscribers,
+            garbage,
         } = &mut *w;
-        overlay.put(
+        let live = overlay.coll(kind);
+        let doc_id = live
+            .find(coll, &id.device_id, id.module_id.as_deref())
+            .ok_or_else(|| id.not_found())?;
+        let applied = match live.get(coll, doc_id) {
+            Some(AnyNode::Owned(d)) => twin::apply(d, update, if_match, &now)?,
+            Some(AnyNode::Tape(t)) => {
+                twin::apply_owned(Doc::from_tape(t, &mut cache.names), update, if_match, &now)?
+            }
+            None => return Err(id.not_found()),
+        };
+        let ack = ack(&applied.twin);
+        let (_, replaced) = overlay.put(
             store,
             policy,
             cache,
@@ -259,6 +263,7 @@ impl Database {
             applied.twin,
             &roots(update),
         );
+        garbage.push(replaced);
         if let Some(patch) = applied.desired_notification {
             let key = (id.device_id.clone(), id.module_id.clone());
             if let Some(subs) = subscribers.get_mut(&key) {

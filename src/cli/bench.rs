@@ -46,6 +46,83 @@ pub struct BenchArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
     pub format: ReportFormat,
+    /// Apply this many reported-property patches (one writer thread, random devices) after
+    /// loading and report the write rate.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub writes: usize,
+    /// Time the queries a second time while one writer thread applies reported-property
+    /// patches flat out, and report both latencies.
+    #[arg(long)]
+    pub under_writes: bool,
+}
+
+/// A tiny deterministic generator for benchmark patches.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A device's reported-property patch as a device would send it: telemetry readings and
+/// now and then a configuration status.
+fn reported_patch(rng: &mut Rng) -> String {
+    let t = 15.0 + rng.below(250) as f64 / 10.0;
+    let b = rng.below(101);
+    match rng.below(10) {
+        0 => {
+            let s = ["Success", "Pending", "Error"][rng.below(3) as usize];
+            format!(r#"{{"temperature":{t},"battery":{b},"telemetryConfig":{{"status":"{s}"}}}}"#)
+        }
+        _ => format!(r#"{{"temperature":{t},"battery":{b}}}"#),
+    }
+}
+
+/// The device ids of the loaded store.
+fn device_ids(db: &Database) -> Vec<String> {
+    let devices = db.store().devices();
+    (0..devices.len() as u32)
+        .filter_map(|i| devices.identity(i).map(|(d, _)| d.to_string()))
+        .collect()
+}
+
+/// Applies reported patches to random devices until `n` are done or `stop` is set; returns
+/// how many were acknowledged and the seconds taken.
+fn write_load(
+    db: &Database,
+    ids: &[String],
+    n: usize,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    progress: &std::sync::atomic::AtomicUsize,
+) -> (usize, f64) {
+    let mut rng = Rng(seed | 1);
+    let twin_ids: Vec<crate::write::TwinId> = ids
+        .iter()
+        .map(|d| crate::write::TwinId::device(d))
+        .collect();
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if twin_ids.is_empty() {
+            break;
+        }
+        let id = &twin_ids[rng.below(twin_ids.len() as u64) as usize];
+        let patch = reported_patch(&mut rng);
+        if db.patch_reported(id, &patch).is_ok() {
+            done += 1;
+            progress.store(done, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    (done, start.elapsed().as_secs_f64())
 }
 
 /// One query's timings.
@@ -234,6 +311,15 @@ pub fn run_bench(args: BenchArgs) -> i32 {
         Err(code) => return code,
     };
     let rss = rss_bytes();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let ids = if args.writes > 0 || args.under_writes {
+        device_ids(&db)
+    } else {
+        Vec::new()
+    };
+    let progress = std::sync::atomic::AtomicUsize::new(0);
+    let writes =
+        (args.writes > 0).then(|| write_load(&db, &ids, args.writes, 7, &never, &progress));
     let timings = match time_queries(&db, &queries, args.runs, args.warmup, args.mode) {
         Ok(t) => t,
         Err((q, e)) => {
@@ -241,6 +327,34 @@ pub fn run_bench(args: BenchArgs) -> i32 {
             return 1;
         }
     };
+    let under = if args.under_writes {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let progress = std::sync::atomic::AtomicUsize::new(0);
+        let (t, w) = std::thread::scope(|s| {
+            let writer = s.spawn(|| write_load(&db, &ids, usize::MAX, 11, &stop, &progress));
+            // Time the queries only once the writer runs at full speed.
+            let ready = Instant::now();
+            while progress.load(std::sync::atomic::Ordering::Relaxed) < 10_000
+                && ready.elapsed().as_secs() < 30
+                && !writer.is_finished()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let t = time_queries(&db, &queries, args.runs, args.warmup, args.mode);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (t, writer.join().unwrap_or((0, 0.0)))
+        });
+        match t {
+            Ok(t) => Some((t, w)),
+            Err((q, e)) => {
+                crate::cli::query::report_query_error(&q, &e);
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let rate = |(n, s): (usize, f64)| if s > 0.0 { n as f64 / s } else { 0.0 };
     match args.format {
         ReportFormat::Json => {
             let report = serde_json::json!({
@@ -249,6 +363,18 @@ pub fn run_bench(args: BenchArgs) -> i32 {
                 "mode": match args.mode { Mode::Full => "full", Mode::Count => "count" },
                 "queries": timings.iter().map(QueryTiming::to_json).collect::<Vec<_>>(),
             });
+            let mut report = report;
+            if let Some(w) = writes {
+                report["writes"] =
+                    serde_json::json!({"patches": w.0, "seconds": w.1, "per_second": rate(w)});
+            }
+            if let Some((t, w)) = &under {
+                report["under_writes"] = serde_json::json!({
+                    "writer_patches": w.0,
+                    "writer_per_second": rate(*w),
+                    "queries": t.iter().map(QueryTiming::to_json).collect::<Vec<_>>(),
+                });
+            }
             println!("{report}");
         }
         ReportFormat::Human => {
@@ -269,6 +395,34 @@ pub fn run_bench(args: BenchArgs) -> i32 {
                     "{:<6} {:>12.3} {:>12.3} {:>10}",
                     t.id, t.median_ms, t.min_ms, t.rows
                 );
+            }
+            if let Some(w) = writes {
+                println!(
+                    "writes: {} reported patches in {:.2} s = {:.0} patches/s (one writer thread)",
+                    w.0,
+                    w.1,
+                    rate(w)
+                );
+            }
+            if let Some((t, w)) = &under {
+                println!(
+                    "under writes (one writer thread, {:.0} patches/s while the queries ran):",
+                    rate(*w)
+                );
+                println!(
+                    "{:<6} {:>12} {:>12} {:>8} {:>10}",
+                    "query", "at rest ms", "writing ms", "ratio", "rows"
+                );
+                for (a, b) in timings.iter().zip(t) {
+                    println!(
+                        "{:<6} {:>12.3} {:>12.3} {:>8.2} {:>10}",
+                        a.id,
+                        a.median_ms,
+                        b.median_ms,
+                        b.median_ms / a.median_ms.max(1e-9),
+                        b.rows
+                    );
+                }
             }
         }
     }

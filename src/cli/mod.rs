@@ -9,6 +9,7 @@ pub mod demo;
 pub mod explain;
 pub mod r#gen;
 pub mod query;
+pub mod shell;
 
 /// The IoT Hub twin query language, without a hub.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Write deterministic synthetic twins as JSON Lines.
     Gen(r#gen::GenArgs),
+    /// An interactive session: queries, plans, twin reads and writes, desired updates.
+    Shell(shell::ShellArgs),
 }
 
 /// Runs the command line; returns the process exit status.
@@ -56,5 +59,6 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run_bench(args),
         Command::Demo(args) => demo::run_demo(args),
         Command::Gen(args) => r#gen::run_gen(args),
+        Command::Shell(args) => shell::run_shell(args),
     }
 }

@@ -34,8 +34,8 @@ pub(crate) fn kind_slot(k: Kind) -> usize {
 }
 
 /// What a document holds at one indexed path, as the index sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Entry {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entry<'s> {
     /// `null`
     Null,
     /// A Boolean.
@@ -43,16 +43,16 @@ pub enum Entry {
     /// A number (`-0` folded into `0`).
     Number(f64),
     /// A string.
-    String(Arc<str>),
+    String(&'s str),
     /// An array (not indexed further).
     Array,
     /// An object.
     Object,
 }
 
-impl Entry {
+impl<'s> Entry<'s> {
     /// The entry of a node.
-    pub fn of<'a, N: Node<'a>>(n: N) -> Entry {
+    pub fn of<N: Node<'s>>(n: N) -> Entry<'s> {
         match n.kind() {
             Kind::Null => Entry::Null,
             Kind::Bool => Entry::Bool(n.as_bool().unwrap_or(false)),
@@ -60,7 +60,7 @@ impl Entry {
                 let v = n.as_f64().unwrap_or(f64::NAN);
                 Entry::Number(if v == 0.0 { 0.0 } else { v })
             }
-            Kind::String => Entry::String(n.as_str().unwrap_or("").into()),
+            Kind::String => Entry::String(n.as_str().unwrap_or("")),
             Kind::Array => Entry::Array,
             Kind::Object => Entry::Object,
         }
@@ -107,14 +107,18 @@ fn remove(b: &mut Bits, doc: u32) {
 }
 
 impl DeltaPath {
-    fn add(&mut self, doc: u32, e: &Entry) {
+    fn add(&mut self, doc: u32, e: &Entry<'_>) {
         insert(&mut self.kinds[e.slot()], doc);
         match e {
             Entry::Bool(true) => insert(&mut self.trues, doc),
-            Entry::String(s) => {
-                let b = self.strings.entry(s.clone()).or_default();
-                insert(b, doc);
-            }
+            Entry::String(s) => match self.strings.get_mut(*s) {
+                Some(b) => insert(b, doc),
+                None => {
+                    let mut b = RoaringBitmap::new();
+                    b.insert(doc);
+                    self.strings.insert((*s).into(), Arc::new(b));
+                }
+            },
             Entry::Number(x) => {
                 let b = self.numbers.entry(OrderedFloat(*x)).or_default();
                 insert(b, doc);
@@ -123,12 +127,12 @@ impl DeltaPath {
         }
     }
 
-    fn remove(&mut self, doc: u32, e: &Entry) {
+    fn remove(&mut self, doc: u32, e: &Entry<'_>) {
         remove(&mut self.kinds[e.slot()], doc);
         match e {
             Entry::Bool(true) => remove(&mut self.trues, doc),
             Entry::String(s) => {
-                let empty = match self.strings.get_mut(s) {
+                let empty = match self.strings.get_mut(*s) {
                     Some(b) => {
                         remove(b, doc);
                         b.is_empty()
@@ -136,7 +140,7 @@ impl DeltaPath {
                     None => false,
                 };
                 if empty {
-                    self.strings.remove(s);
+                    self.strings.remove(*s);
                 }
             }
             Entry::Number(x) => {
@@ -200,8 +204,8 @@ impl DeltaIndex {
         path: &[u32],
         doc: u32,
         base: bool,
-        old: Option<&Entry>,
-        new: Option<&Entry>,
+        old: Option<&Entry<'_>>,
+        new: Option<&Entry<'_>>,
     ) {
         if old == new {
             return;

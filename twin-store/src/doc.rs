@@ -5,7 +5,11 @@
 //! — which the update rules edit and the evaluator reads through the same
 //! [`Node`] trait as tape documents.
 
+use std::sync::Arc;
+
 use twinql_planner::value::{Key, Kind, Node, write_json_string, write_number};
+
+use crate::tape::NodeRef;
 
 /// A JSON value owned by the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +58,7 @@ impl Number {
 /// An object's members, in order. Member names are unique.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Object {
-    members: Vec<(Box<str>, Doc)>,
+    members: Vec<(Arc<str>, Doc)>,
 }
 
 impl Object {
@@ -100,6 +104,11 @@ impl Object {
         }
     }
 
+    /// Appends a member whose name is not in the object yet (the caller knows it is new).
+    pub fn push_new(&mut self, name: Arc<str>, value: Doc) {
+        self.members.push((name, value));
+    }
+
     /// Removes member `name`, keeping the order of the others. Returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Doc> {
         let i = self.members.iter().position(|(k, _)| &**k == name)?;
@@ -129,6 +138,26 @@ impl FromIterator<(String, Doc)> for Object {
             o.insert(&k, v);
         }
         o
+    }
+}
+
+/// Shared member names by store key id, so copied documents do not allocate each name.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    names: Vec<Option<Arc<str>>>,
+}
+
+impl NameCache {
+    /// The shared name of key `id` (spelled `name`).
+    pub fn get(&mut self, id: u32, name: &str) -> Arc<str> {
+        let i = id as usize;
+        if i >= self.names.len() {
+            if i > 1 << 24 {
+                return name.into();
+            }
+            self.names.resize(i + 1, None);
+        }
+        self.names[i].get_or_insert_with(|| name.into()).clone()
     }
 }
 
@@ -207,6 +236,39 @@ impl Doc {
                 });
                 Doc::Object(o)
             }
+        }
+    }
+
+    /// Copies a tape node into an owned tree, keeping member order and number text; member
+    /// names come from `names`, shared rather than copied.
+    pub fn from_tape(n: NodeRef<'_>, names: &mut NameCache) -> Doc {
+        match n.kind() {
+            Kind::Number => {
+                let value = n.as_f64().unwrap_or(f64::NAN);
+                // Integers beyond 2^53 are stored exactly in the tape: keep their text.
+                if value.abs() >= 9.0e15 {
+                    return Doc::from_node(n);
+                }
+                Doc::Number(Number {
+                    value,
+                    text: n.kept_number_text().map(Into::into),
+                })
+            }
+            Kind::Array => Doc::Array(n.elements().map(|e| Doc::from_tape(e, names)).collect()),
+            Kind::Object => {
+                let members = n.members();
+                let mut o = Object {
+                    members: Vec::with_capacity(members.len()),
+                };
+                for (k, id, v) in members {
+                    if o.members.iter().any(|(m, _)| &**m == k) {
+                        continue;
+                    }
+                    o.members.push((names.get(id, k), Doc::from_tape(v, names)));
+                }
+                Doc::Object(o)
+            }
+            _ => Doc::from_node(n),
         }
     }
 
@@ -415,5 +477,31 @@ mod tests {
     fn bad_json_has_a_position() {
         let e = Doc::parse("{\"a\":\n  [1,}").unwrap_err();
         assert_eq!((e.line, e.column), (2, 6));
+    }
+}
+
+#[cfg(test)]
+mod tape_tests {
+    use super::*;
+    use crate::{LoadOptions, Store};
+
+    #[test]
+    fn tape_copies_write_back_identically() {
+        let text = br#"{"deviceId":"a","n":[1,1.5,1.50,1e3,-0,0.1,123456789012345678901234567890,1e-7,2.5e20,-3],"s":"x\"y\u00e9\n","o":{"k":{"k2":null,"t":true}},"dup":1,"dup":2}
+{"deviceId":"b","tags":{},"properties":{"reported":{"temperature":21.50,"big":9007199254740993}}}
+"#;
+        let mut store = Store::new();
+        store
+            .load_bytes("t", text, &LoadOptions::default())
+            .unwrap();
+        let mut names = NameCache::default();
+        for n in store.devices().iter() {
+            let d = Doc::from_tape(n, &mut names);
+            let mut want = n.to_json_string();
+            // A repeated member is kept once (lookups only ever see the first).
+            want = want.replace(",\"dup\":2", "");
+            assert_eq!(d.to_json_string(), want);
+            assert_eq!(d, Doc::from_node(n));
+        }
     }
 }

@@ -51,13 +51,12 @@ pub struct IndexPolicy {
 
 impl Default for IndexPolicy {
     /// Every leaf of `tags`, `properties.desired`, `properties.reported` (but not `$metadata`),
-    /// the system fields of twins and every member of job records.
+    /// the system fields of twins (not the opaque `etag` / `deviceEtag`, which change on every
+    /// write and are compared only by `If-Match`) and every member of job records.
     fn default() -> IndexPolicy {
         let include = [
             "deviceId",
             "moduleId",
-            "etag",
-            "deviceEtag",
             "status",
             "statusReason",
             "statusUpdateTime",

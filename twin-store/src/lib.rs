@@ -53,7 +53,7 @@ mod store;
 mod tape;
 pub mod twin;
 
-pub use doc::{Doc, JsonError, Number, Object};
+pub use doc::{Doc, JsonError, NameCache, Number, Object};
 pub use error::{DocError, DocErrorKind, LoadError};
 pub use load::{DocKind, LoadOptions, LoadReport};
 pub use store::{ABSENT_KEY, Collection, CollectionKind, DocId, MemoryUsage, Store};

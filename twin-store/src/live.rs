@@ -7,6 +7,9 @@
 //! diffing the indexed entries of the old and new document under the paths the write touched.
 
 use std::collections::HashMap;
+
+use crate::dict::FxBuild;
+use crate::doc::NameCache;
 use std::sync::Arc;
 
 use imbl::HashMap as PMap;
@@ -230,6 +233,33 @@ impl LiveColl {
         self.node(base, id)
     }
 
+    /// The written version of document `id`, if any (a shared handle, so the overlay can
+    /// change while it is read).
+    fn held(&self, id: u32) -> Option<Arc<Doc>> {
+        if self.overridden.contains(id) {
+            self.docs.get(&id).cloned()
+        } else {
+            None
+        }
+    }
+
+    /// Document `id` before a write: `held` when written, else the base's.
+    fn old_node<'a>(
+        &self,
+        base: Collection<'a>,
+        id: u32,
+        held: Option<&'a Doc>,
+    ) -> Option<AnyNode<'a>> {
+        if self.deleted.contains(id) {
+            return None;
+        }
+        match held {
+            Some(d) => Some(AnyNode::Owned(d)),
+            None if id < self.base_len => Some(AnyNode::Tape(base.doc(id))),
+            None => None,
+        }
+    }
+
     /// Document `id` as it is now, not checking deletion.
     #[inline]
     pub fn node<'a>(&'a self, base: Collection<'a>, id: u32) -> Option<AnyNode<'a>> {
@@ -272,10 +302,56 @@ pub struct Overlay {
     seq: u64,
 }
 
-/// A cache of the index policy's verdict per path of key ids (writer side, not shared).
-#[derive(Debug, Default)]
+/// Writer-side caches (not shared with snapshots): the index policy's verdict per path, as a
+/// trie of key ids, and shared member names for documents copied out of tapes.
+#[derive(Debug)]
 pub struct PolicyCache {
-    verdicts: HashMap<Box<[u32]>, (bool, bool)>,
+    nodes: Vec<PathNode>,
+    /// Shared member names.
+    pub names: NameCache,
+}
+
+#[derive(Debug)]
+struct PathNode {
+    children: HashMap<u32, u32, FxBuild>,
+    covered: bool,
+    descend: bool,
+    path: Arc<[u32]>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> PolicyCache {
+        PolicyCache {
+            nodes: vec![PathNode {
+                children: HashMap::default(),
+                covered: false,
+                descend: true,
+                path: Arc::from(Vec::new()),
+            }],
+            names: NameCache::default(),
+        }
+    }
+}
+
+impl PolicyCache {
+    /// The trie node of `parent`'s child `key`, classified on first sight (`names` is the path
+    /// of member names down to the child).
+    fn child(&mut self, policy: &IndexPolicy, parent: u32, key: u32, names: &[&str]) -> u32 {
+        if let Some(&c) = self.nodes[parent as usize].children.get(&key) {
+            return c;
+        }
+        let mut path = self.nodes[parent as usize].path.to_vec();
+        path.push(key);
+        let id = self.nodes.len() as u32;
+        self.nodes.push(PathNode {
+            children: HashMap::default(),
+            covered: policy.covers(names),
+            descend: policy.may_cover_below(names),
+            path: path.into(),
+        });
+        self.nodes[parent as usize].children.insert(key, id);
+        id
+    }
 }
 
 impl Overlay {
@@ -318,7 +394,8 @@ impl Overlay {
 
     /// Stores `new` as document `id` of `kind` (`None`: a new document), keeping the index
     /// changes in step. `roots` lists the subtrees the write changed (empty: the whole
-    /// document). Returns the document's id.
+    /// document). Returns the document's id and the version it replaced (for the caller to
+    /// drop where it costs nothing).
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
@@ -329,7 +406,7 @@ impl Overlay {
         id: Option<u32>,
         new: Doc,
         roots: &[Root<'_>],
-    ) -> u32 {
+    ) -> (u32, Option<Arc<Doc>>) {
         let base = store.collection(kind);
         let identity = identity_of(kind, &new);
         let ci = kind as usize;
@@ -346,30 +423,29 @@ impl Overlay {
             }
         };
         if let Some(policy) = policy {
-            let old = self.colls[ci].get(base, id);
+            let held = self.colls[ci].held(id);
+            let old = self.colls[ci].old_node(base, id, held.as_deref());
             let mut ix = Indexer {
                 store,
                 policy,
                 cache,
                 keys: &mut self.keys,
             };
-            let (olds, news) = (
-                ix.entries(old, roots),
-                ix.entries(Some(AnyNode::Owned(&new)), roots),
-            );
+            let olds = ix.entries(old, roots);
+            let news = ix.entries(Some(AnyNode::Owned(&new)), roots);
             let is_base = id < self.colls[ci].base_len;
-            apply_diff(&mut self.colls[ci].index, id, is_base, olds, news);
+            apply_diff(&mut self.colls[ci].index, cache, id, is_base, olds, news);
         } else {
             // Keep member names known even without indexes, so plans resolve them.
             name_walk(&mut self.keys, store, &new);
         }
         let c = &mut self.colls[ci];
-        c.docs.insert(id, Arc::new(new));
+        let replaced = c.docs.insert(id, Arc::new(new));
         if !c.overridden.contains(id) {
             Arc::make_mut(&mut c.overridden).insert(id);
         }
         self.seq += 1;
-        id
+        (id, replaced)
     }
 
     /// Deletes document `id` of `kind`.
@@ -383,13 +459,14 @@ impl Overlay {
     ) {
         let base = store.collection(kind);
         let ci = kind as usize;
-        let Some(old) = self.colls[ci].get(base, id) else {
+        if self.colls[ci].deleted.contains(id) {
+            return;
+        }
+        let held = self.colls[ci].held(id);
+        let Some(old) = self.colls[ci].old_node(base, id, held.as_deref()) else {
             return;
         };
-        let identity = match old {
-            AnyNode::Owned(d) => identity_of(kind, d),
-            AnyNode::Tape(_) => None,
-        };
+        let identity = held.as_deref().and_then(|d| identity_of(kind, d));
         if let Some(policy) = policy {
             let mut ix = Indexer {
                 store,
@@ -399,7 +476,14 @@ impl Overlay {
             };
             let olds = ix.entries(Some(old), &[]);
             let is_base = id < self.colls[ci].base_len;
-            apply_diff(&mut self.colls[ci].index, id, is_base, olds, Vec::new());
+            apply_diff(
+                &mut self.colls[ci].index,
+                cache,
+                id,
+                is_base,
+                olds,
+                Vec::new(),
+            );
         }
         let c = &mut self.colls[ci];
         if let Some(key) = identity
@@ -440,17 +524,19 @@ fn name_walk(keys: &mut KeyExt, store: &Store, d: &Doc) {
     }
 }
 
-type Entries = Vec<(Box<[u32]>, Entry)>;
+type Entries<'d> = Vec<(u32, Entry<'d>)>;
 
 fn apply_diff(
     delta: &mut DeltaIndex,
+    cache: &PolicyCache,
     id: u32,
     is_base: bool,
-    mut olds: Entries,
-    mut news: Entries,
+    mut olds: Entries<'_>,
+    mut news: Entries<'_>,
 ) {
-    olds.sort_by(|a, b| a.0.cmp(&b.0));
-    news.sort_by(|a, b| a.0.cmp(&b.0));
+    olds.sort_by_key(|e| e.0);
+    news.sort_by_key(|e| e.0);
+    let path = |n: u32| &cache.nodes[n as usize].path;
     let (mut i, mut j) = (0, 0);
     while i < olds.len() || j < news.len() {
         let ord = match (olds.get(i), news.get(j)) {
@@ -460,16 +546,22 @@ fn apply_diff(
         };
         match ord {
             std::cmp::Ordering::Less => {
-                delta.set(&olds[i].0, id, is_base, Some(&olds[i].1), None);
+                delta.set(path(olds[i].0), id, is_base, Some(&olds[i].1), None);
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                delta.set(&news[j].0, id, is_base, None, Some(&news[j].1));
+                delta.set(path(news[j].0), id, is_base, None, Some(&news[j].1));
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
                 if olds[i].1 != news[j].1 {
-                    delta.set(&olds[i].0, id, is_base, Some(&olds[i].1), Some(&news[j].1));
+                    delta.set(
+                        path(olds[i].0),
+                        id,
+                        is_base,
+                        Some(&olds[i].1),
+                        Some(&news[j].1),
+                    );
                 }
                 i += 1;
                 j += 1;
@@ -488,93 +580,103 @@ struct Indexer<'w> {
 }
 
 impl Indexer<'_> {
-    fn verdict(&mut self, ids: &[u32], names: &[&str]) -> (bool, bool) {
-        if let Some(&v) = self.cache.verdicts.get(ids) {
-            return v;
-        }
-        let v = (
-            self.policy.covers(names),
-            self.policy.may_cover_below(names),
-        );
-        self.cache.verdicts.insert(ids.into(), v);
-        v
-    }
-
     /// The entries under each root (and at the roots' ancestors); all of them for no roots.
-    fn entries(&mut self, doc: Option<AnyNode<'_>>, roots: &[Root<'_>]) -> Entries {
+    fn entries<'d>(&mut self, doc: Option<AnyNode<'d>>, roots: &[Root<'_>]) -> Entries<'d> {
         let mut out = Vec::new();
         let Some(doc) = doc else {
             return out;
         };
-        let mut ids = Vec::new();
-        let mut names = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
         if roots.is_empty() {
-            self.walk(doc, &mut ids, &mut names, &mut out);
+            self.walk(doc, 0, &mut names, &mut out);
             return out;
         }
         for root in roots {
-            ids.clear();
             names.clear();
             let mut node = Some(doc);
+            let mut trie = 0u32;
             for (depth, name) in root.iter().enumerate() {
                 node = node.and_then(|n| first_member(n, name));
                 let Some(n) = node else { break };
-                ids.push(self.keys.id(self.store, name));
-                names.push(*name);
-                let (covered, descend) = self.verdict(&ids, &names);
-                let at_root = depth + 1 == root.len();
+                let key = self.keys.id(self.store, name);
+                names.push(name);
+                trie = self.cache.child(self.policy, trie, key, &names);
+                let (covered, descend) = {
+                    let t = &self.cache.nodes[trie as usize];
+                    (t.covered, t.descend)
+                };
                 if covered {
-                    out.push((ids.clone().into_boxed_slice(), Entry::of(n)));
+                    out.push((trie, Entry::of(n)));
                 }
-                if at_root && descend && n.kind() == Kind::Object {
-                    self.walk(n, &mut ids, &mut names, &mut out);
+                if depth + 1 == root.len() && descend && n.kind() == Kind::Object {
+                    self.walk(n, trie, &mut names, &mut out);
                 }
                 if !descend {
                     break;
                 }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
+        out.sort_by_key(|e| e.0);
+        out.dedup_by_key(|e| e.0);
         out
     }
 
-    fn walk<'n>(
+    fn visit<'d, 'n>(
         &mut self,
-        node: AnyNode<'n>,
-        ids: &mut Vec<u32>,
+        trie: u32,
+        key: u32,
+        name: &'n str,
+        child: AnyNode<'d>,
         names: &mut Vec<&'n str>,
-        out: &mut Entries,
-    ) {
-        let mut seen: Vec<&str> = Vec::new();
-        for (k, child) in members_of(node) {
-            if seen.contains(&k) {
-                continue;
-            }
-            seen.push(k);
-            ids.push(self.keys.id(self.store, k));
-            names.push(k);
-            let (covered, descend) = self.verdict(ids, names);
-            if covered {
-                out.push((ids.clone().into_boxed_slice(), Entry::of(child)));
-            }
-            if descend && child.kind() == Kind::Object {
-                self.walk(child, ids, names, out);
-            }
-            ids.pop();
-            names.pop();
+        out: &mut Entries<'d>,
+    ) where
+        'd: 'n,
+    {
+        names.push(name);
+        let t = self.cache.child(self.policy, trie, key, names);
+        let (covered, descend) = {
+            let n = &self.cache.nodes[t as usize];
+            (n.covered, n.descend)
+        };
+        if covered {
+            out.push((t, Entry::of(child)));
         }
+        if descend && child.kind() == Kind::Object {
+            self.walk(child, t, names, out);
+        }
+        names.pop();
     }
-}
 
-/// The members of an object node, in order.
-fn members_of(n: AnyNode<'_>) -> Vec<(&str, AnyNode<'_>)> {
-    match n {
-        AnyNode::Tape(t) => t.members().map(|(k, _, v)| (k, AnyNode::Tape(v))).collect(),
-        AnyNode::Owned(d) => match d.as_object() {
-            Some(o) => o.iter().map(|(k, v)| (k, AnyNode::Owned(v))).collect(),
-            None => Vec::new(),
-        },
+    fn walk<'d, 'n>(
+        &mut self,
+        node: AnyNode<'d>,
+        trie: u32,
+        names: &mut Vec<&'n str>,
+        out: &mut Entries<'d>,
+    ) where
+        'd: 'n,
+    {
+        match node {
+            AnyNode::Tape(t) => {
+                let mut seen: Vec<u32> = Vec::new();
+                for (k, id, child) in t.members() {
+                    if seen.contains(&id) {
+                        continue;
+                    }
+                    seen.push(id);
+                    self.visit(trie, id, k, AnyNode::Tape(child), names, out);
+                }
+            }
+            AnyNode::Owned(d) => {
+                if let Some(o) = d.as_object() {
+                    // Member names of an owned object are unique.
+                    for (k, child) in o.iter() {
+                        let id = self.keys.id(self.store, k);
+                        self.visit(trie, id, k, AnyNode::Owned(child), names, out);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -290,6 +290,18 @@ impl<'a> NodeRef<'a> {
         }
     }
 
+    /// The number's text when the input spelled it differently from its value's rendering
+    /// (`1.50`, `1e3`, `-0`); `None` for other numbers and non-numbers.
+    pub fn kept_number_text(self) -> Option<&'a str> {
+        if self.tag() != NUM_TEXT {
+            return None;
+        }
+        let t = self.bytes();
+        let (_, p) = get_varint(t, self.pos as usize + 1);
+        let (len, p) = get_varint(t, p);
+        self.chunk.tape.get(p..p + len as usize)
+    }
+
     /// The member with the store-wide key id `id`, if this is an object that has it.
     #[inline]
     pub fn member_by_id(self, id: u32) -> Option<NodeRef<'a>> {
