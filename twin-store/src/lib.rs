@@ -8,6 +8,10 @@
 //! takes JSON Lines or a JSON array, runs in parallel on rayon, and reports malformed
 //! documents by line and column. The layout is described in `DESIGN.md`.
 //!
+//! Twins that change after loading live in an overlay beside the tapes: [`twin`] holds IoT
+//! Hub's write rules over owned [`Doc`] trees, [`live`] the persistent overlay (O(1)
+//! snapshots) and [`delta`] the index changes that keep [`index`] answers exact.
+//!
 //! ```
 //! use twinql_planner::value::{Key, Node};
 //! use twinql_store::{LoadOptions, Store};
