@@ -265,8 +265,8 @@ mod tests {
             p,
             7,
             true,
-            Some(&Entry::String("a".into())),
-            Some(&Entry::String("b".into())),
+            Some(&Entry::String("a")),
+            Some(&Entry::String("b")),
         );
         let dp = d.path(p).unwrap();
         assert!(dp.changed.contains(7));
@@ -278,7 +278,7 @@ mod tests {
             p,
             7,
             true,
-            Some(&Entry::String("b".into())),
+            Some(&Entry::String("b")),
             Some(&Entry::Number(3.0)),
         );
         let dp = d.path(p).unwrap();

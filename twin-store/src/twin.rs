@@ -217,10 +217,11 @@ fn empty_section(now: &str) -> Doc {
 
 /// A fresh twin for a new device (`module_id` `None`) or module identity (spec §4.1–4.2).
 ///
-/// Members in order: `deviceId`, [`moduleId`], `etag` (version 1), `deviceEtag`, `version` 1,
-/// `status` `"enabled"`, `statusUpdateTime`, `connectionState` `"Disconnected"`,
-/// `lastActivityTime`, `cloudToDeviceMessageCount` 0, `authenticationType` `"sas"`,
-/// `x509Thumbprint` (both null), `modelId` `""`, `properties` (empty `desired` and `reported`,
+/// Members in order (spec §4.1): `deviceId`, `moduleId` (modules), `etag` (version 1),
+/// `deviceEtag`, `status` `"enabled"`, `statusUpdateTime`, `connectionState`
+/// `"Disconnected"`, `lastActivityTime`, `cloudToDeviceMessageCount` 0, `authenticationType`
+/// `"sas"`, `x509Thumbprint` (both null), `modelId` `""`, `version` 1 (tags, when added, go
+/// right after it), `properties` (empty `desired` and `reported`,
 /// each with `$metadata.$lastUpdated` = `now` and `$version` 1), and for devices only
 /// `capabilities` `{"iotEdge":false}`. There is no `tags` member (it is omitted when empty).
 /// The ids are checked with [`check_identity_id`].
@@ -237,7 +238,6 @@ pub fn new_twin(device_id: &str, module_id: Option<&str>, now: &str) -> Result<D
     }
     t.insert("etag", string(&etag));
     t.insert("deviceEtag", string(&etag));
-    t.insert("version", number(1));
     t.insert("status", string("enabled"));
     t.insert("statusUpdateTime", string(DEFAULT_TIME));
     t.insert("connectionState", string("Disconnected"));
@@ -249,6 +249,7 @@ pub fn new_twin(device_id: &str, module_id: Option<&str>, now: &str) -> Result<D
     x509.insert("secondaryThumbprint", Doc::Null);
     t.insert("x509Thumbprint", Doc::Object(x509));
     t.insert("modelId", string(""));
+    t.insert("version", number(1));
     let mut props = Object::new();
     props.insert("desired", empty_section(now));
     props.insert("reported", empty_section(now));

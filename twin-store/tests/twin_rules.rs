@@ -95,12 +95,12 @@ fn new_device_twin_shape() {
     assert_eq!(
         t.to_json_string(),
         concat!(
-            r#"{"deviceId":"dev1","etag":"AAAAAAAAAAE=","deviceEtag":"AAAAAAAAAAE=","version":1,"#,
+            r#"{"deviceId":"dev1","etag":"AAAAAAAAAAE=","deviceEtag":"AAAAAAAAAAE=","#,
             r#""status":"enabled","statusUpdateTime":"0001-01-01T00:00:00Z","#,
             r#""connectionState":"Disconnected","lastActivityTime":"0001-01-01T00:00:00Z","#,
             r#""cloudToDeviceMessageCount":0,"authenticationType":"sas","#,
             r#""x509Thumbprint":{"primaryThumbprint":null,"secondaryThumbprint":null},"#,
-            r#""modelId":"","properties":{"#,
+            r#""modelId":"","version":1,"properties":{"#,
             r#""desired":{"$metadata":{"$lastUpdated":"2026-01-01T00:00:00.0000000Z"},"$version":1},"#,
             r#""reported":{"$metadata":{"$lastUpdated":"2026-01-01T00:00:00.0000000Z"},"$version":1}},"#,
             r#""capabilities":{"iotEdge":false}}"#
@@ -119,7 +119,6 @@ fn new_module_twin_shape() {
             "moduleId",
             "etag",
             "deviceEtag",
-            "version",
             "status",
             "statusUpdateTime",
             "connectionState",
@@ -128,6 +127,7 @@ fn new_module_twin_shape() {
             "authenticationType",
             "x509Thumbprint",
             "modelId",
+            "version",
             "properties"
         ]
     );
