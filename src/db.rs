@@ -1,11 +1,12 @@
 //! The query API over an in-memory twin store: parse, validate, plan, execute, page.
 
 use crate::token::{self, TokenError};
+use parking_lot::{FairMutex, FairMutexGuard, Mutex, MutexGuard};
 use roaring::RoaringBitmap;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
@@ -209,7 +210,7 @@ pub const MAX_SNAPSHOTS: usize = 32;
 /// it started.
 pub struct Database {
     base: Arc<Base>,
-    pub(crate) writer: Mutex<Writer>,
+    pub(crate) writer: FairMutex<Writer>,
     snapshots: Mutex<KeptSnapshots>,
     generation: u64,
 }
@@ -227,7 +228,7 @@ pub struct Snapshot {
     base: Arc<Base>,
     overlay: Overlay,
     generation: u64,
-    alive: [Option<Arc<RoaringBitmap>>; 3],
+    alive: [std::sync::OnceLock<RoaringBitmap>; 3],
 }
 
 /// How the engine reaches the documents of one query (the physical plan).
@@ -305,7 +306,7 @@ impl Database {
         overlay.set_seq(seq);
         Database {
             base: Arc::new(Base { store, index }),
-            writer: Mutex::new(Writer {
+            writer: FairMutex::new(Writer {
                 overlay,
                 cache: PolicyCache::default(),
                 subscribers: HashMap::new(),
@@ -336,10 +337,7 @@ impl Database {
     }
 
     fn writer_mut(&mut self) -> &mut Writer {
-        match self.writer.get_mut() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.writer.get_mut()
     }
 
     /// The base, for changing it: no snapshot may hold it (the snapshot cache is cleared; a
@@ -387,18 +385,15 @@ impl Database {
         &self.base.store
     }
 
-    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        match self.writer.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    /// The writer state. The lock is fair (handed to the longest waiter on release), so a
+    /// query waiting for its snapshot gets in after at most the write in progress, however
+    /// fast writers come back.
+    pub(crate) fn lock_writer(&self) -> FairMutexGuard<'_, Writer> {
+        self.writer.lock()
     }
 
     fn lock_snapshots(&self) -> MutexGuard<'_, KeptSnapshots> {
-        match self.snapshots.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.snapshots.lock()
     }
 
     /// A consistent view of everything written so far. O(1); writers are held up for the time
@@ -593,15 +588,11 @@ fn rebuild(text: &(String, String), policy: Option<&IndexPolicy>) -> (Store, Opt
 
 impl Snapshot {
     fn new(base: Arc<Base>, overlay: Overlay, generation: u64) -> Snapshot {
-        let alive = CollectionKind::ALL.map(|k| {
-            let c = overlay.coll(k);
-            (!c.is_pristine()).then(|| Arc::new(c.alive()))
-        });
         Snapshot {
             base,
             overlay,
             generation,
-            alive,
+            alive: Default::default(),
         }
     }
 
@@ -661,8 +652,14 @@ impl Snapshot {
         Ok(plan)
     }
 
+    /// The live documents of a collection where documents were created or deleted (`None`:
+    /// exactly the loaded ones), made on first use.
     fn alive(&self, kind: CollectionKind) -> Option<&RoaringBitmap> {
-        self.alive[kind as usize].as_deref()
+        let live = self.overlay.coll(kind);
+        if !live.reshaped() {
+            return None;
+        }
+        Some(self.alive[kind as usize].get_or_init(|| live.alive().bitmap().into_owned()))
     }
 
     /// Chooses how to reach the documents of `plan`: an index lookup when the indexes can
@@ -675,8 +672,8 @@ impl Snapshot {
             return Access::FullScan;
         };
         let alive = self.alive(kind);
-        if let Some(all) = alive {
-            lookup = lookup.with_delta(live.delta(), all);
+        if !live.is_pristine() {
+            lookup = lookup.with_delta(live.delta(), alive);
         }
         let len = live.live_count();
         let rows_with_top = plan.top.is_some()
@@ -689,6 +686,8 @@ impl Snapshot {
                 f: roaring::RoaringBitmap::new(),
             },
         };
+        // Base answers hold no deleted and no created documents: intersect only when the
+        // collection was reshaped.
         let answer = match (answer, alive) {
             (Answer::Exact { mut t, f }, Some(a)) => {
                 t &= a;

@@ -10,15 +10,108 @@
 //! and ordered B-trees from `imbl`, bitmaps behind `Arc`s copied on first write), which is how
 //! a query takes a consistent snapshot while writers go on.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use imbl::{HashMap as PMap, OrdMap};
 use ordered_float::OrderedFloat;
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 use twinql_planner::value::{Kind, Node};
 
-/// A shared bitmap, copied when written while a snapshot holds it.
-pub type Bits = Arc<RoaringBitmap>;
+/// A persistent set of document ids: one shared roaring bitmap per range of 65,536 ids, so
+/// a clone is a few pointer copies and a write while a snapshot holds the set copies one
+/// range (at most 8 KB), not the whole set.
+#[derive(Clone, Debug, Default)]
+pub struct Bits {
+    chunks: Vec<(u16, Arc<RoaringBitmap>)>,
+}
+
+impl Bits {
+    /// `0..n`.
+    pub fn full(n: u32) -> Bits {
+        let mut b = Bits::default();
+        let mut start = 0u32;
+        while start < n {
+            let hi = start >> 16;
+            let end = (((hi + 1) as u64) << 16).min(n as u64) as u32;
+            let mut r = RoaringBitmap::new();
+            r.insert_range(start..end);
+            b.chunks.push((hi as u16, Arc::new(r)));
+            start = end;
+        }
+        b
+    }
+
+    fn find(&self, x: u32) -> Result<usize, usize> {
+        let hi = (x >> 16) as u16;
+        self.chunks.binary_search_by_key(&hi, |c| c.0)
+    }
+
+    /// Whether `x` is in the set.
+    #[inline]
+    pub fn contains(&self, x: u32) -> bool {
+        match self.find(x) {
+            Ok(i) => self.chunks[i].1.contains(x),
+            Err(_) => false,
+        }
+    }
+
+    /// Adds `x`; whether it was new.
+    pub fn insert(&mut self, x: u32) -> bool {
+        match self.find(x) {
+            Ok(i) => {
+                let c = &mut self.chunks[i].1;
+                !c.contains(x) && Arc::make_mut(c).insert(x)
+            }
+            Err(i) => {
+                let mut r = RoaringBitmap::new();
+                r.insert(x);
+                self.chunks.insert(i, ((x >> 16) as u16, Arc::new(r)));
+                true
+            }
+        }
+    }
+
+    /// Removes `x`; whether it was there.
+    pub fn remove(&mut self, x: u32) -> bool {
+        let Ok(i) = self.find(x) else {
+            return false;
+        };
+        let c = &mut self.chunks[i].1;
+        if !c.contains(x) {
+            return false;
+        }
+        Arc::make_mut(c).remove(x);
+        if c.is_empty() {
+            self.chunks.remove(i);
+        }
+        true
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.1.len()).sum()
+    }
+
+    /// The set as one bitmap (borrowed when it spans a single range).
+    pub fn bitmap(&self) -> Cow<'_, RoaringBitmap> {
+        match self.chunks.as_slice() {
+            [] => Cow::Owned(RoaringBitmap::new()),
+            [(_, one)] => Cow::Borrowed(one),
+            many => Cow::Owned(many.iter().map(|c| &*c.1).union()),
+        }
+    }
+
+    /// Bytes the bitmaps would take serialised.
+    pub fn serialized_size(&self) -> usize {
+        self.chunks.iter().map(|c| c.1.serialized_size() + 16).sum()
+    }
+}
 
 pub(crate) const KINDS: usize = 6;
 
@@ -89,18 +182,30 @@ pub struct DeltaPath {
     /// Changed or created documents holding `true`.
     pub trues: Bits,
     /// Changed or created documents holding strings, by value.
-    pub strings: OrdMap<Arc<str>, Bits>,
+    pub strings: OrdMap<Arc<str>, Small>,
     /// Changed or created documents holding numbers, by value.
-    pub numbers: OrdMap<OrderedFloat<f64>, Bits>,
+    pub numbers: OrdMap<OrderedFloat<f64>, Small>,
 }
 
+/// The documents of one value: a shared bitmap copied whole on a write while a snapshot holds
+/// it (a value's documents are a small part of a path's).
+pub type Small = Arc<RoaringBitmap>;
+
 fn insert(b: &mut Bits, doc: u32) {
+    b.insert(doc);
+}
+
+fn remove(b: &mut Bits, doc: u32) {
+    b.remove(doc);
+}
+
+fn insert_small(b: &mut Small, doc: u32) {
     if !b.contains(doc) {
         Arc::make_mut(b).insert(doc);
     }
 }
 
-fn remove(b: &mut Bits, doc: u32) {
+fn remove_small(b: &mut Small, doc: u32) {
     if b.contains(doc) {
         Arc::make_mut(b).remove(doc);
     }
@@ -112,7 +217,7 @@ impl DeltaPath {
         match e {
             Entry::Bool(true) => insert(&mut self.trues, doc),
             Entry::String(s) => match self.strings.get_mut(*s) {
-                Some(b) => insert(b, doc),
+                Some(b) => insert_small(b, doc),
                 None => {
                     let mut b = RoaringBitmap::new();
                     b.insert(doc);
@@ -121,7 +226,7 @@ impl DeltaPath {
             },
             Entry::Number(x) => {
                 let b = self.numbers.entry(OrderedFloat(*x)).or_default();
-                insert(b, doc);
+                insert_small(b, doc);
             }
             _ => {}
         }
@@ -134,7 +239,7 @@ impl DeltaPath {
             Entry::String(s) => {
                 let empty = match self.strings.get_mut(*s) {
                     Some(b) => {
-                        remove(b, doc);
+                        remove_small(b, doc);
                         b.is_empty()
                     }
                     None => false,
@@ -147,7 +252,7 @@ impl DeltaPath {
                 let k = OrderedFloat(*x);
                 let empty = match self.numbers.get_mut(&k) {
                     Some(b) => {
-                        remove(b, doc);
+                        remove_small(b, doc);
                         b.is_empty()
                     }
                     None => false,
@@ -164,7 +269,7 @@ impl DeltaPath {
     pub fn defined(&self) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         for k in &self.kinds {
-            out |= &**k;
+            out |= &*k.bitmap();
         }
         out
     }
@@ -223,7 +328,7 @@ impl DeltaIndex {
         let dp = Arc::make_mut(slot);
         if base && !dp.changed.contains(doc) {
             // The base postings hold the old entry: hide them from now on.
-            Arc::make_mut(&mut dp.changed).insert(doc);
+            dp.changed.insert(doc);
         } else if let Some(o) = old {
             dp.remove(doc, o);
         }

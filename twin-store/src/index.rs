@@ -770,7 +770,7 @@ impl<'i> Leaf<'i> {
             (None, Some(dp)) => d(dp),
             (Some(p), Some(dp)) => {
                 let mut x = b(p).into_owned();
-                x -= &*dp.changed;
+                x -= &*dp.changed.bitmap();
                 x |= &*d(dp);
                 Cow::Owned(x)
             }
@@ -781,12 +781,12 @@ impl<'i> Leaf<'i> {
     fn kind(self, slot: usize) -> Set<'i> {
         self.mix(
             |p| Cow::Borrowed(&p.kinds[slot]),
-            |d| Cow::Borrowed(&*d.kinds[slot]),
+            |d| d.kinds[slot].bitmap(),
         )
     }
 
     fn trues(self) -> Set<'i> {
-        self.mix(|p| Cow::Borrowed(&p.trues), |d| Cow::Borrowed(&*d.trues))
+        self.mix(|p| Cow::Borrowed(&p.trues), |d| d.trues.bitmap())
     }
 
     fn defined(self) -> Set<'i> {
@@ -891,10 +891,13 @@ impl<'i, 's> Lookup<'i, 's> {
     }
 
     /// Answers over the base index plus the changes in `delta`, where the live documents are
-    /// `all` (the base's documents less the deleted ones plus the created ones).
-    pub fn with_delta(mut self, delta: &'i DeltaIndex, all: &'i RoaringBitmap) -> Self {
+    /// `all` (the base's documents less the deleted ones plus the created ones; `None` when
+    /// they are the base's).
+    pub fn with_delta(mut self, delta: &'i DeltaIndex, all: Option<&'i RoaringBitmap>) -> Self {
         self.delta = Some(delta);
-        self.all = all;
+        if let Some(all) = all {
+            self.all = all;
+        }
         self
     }
 
@@ -1390,7 +1393,8 @@ impl<'i, 's> Lookup<'i, 's> {
             },
             None => (&[][..], &[][..]),
         };
-        let changed = leaf.delta.map(|d| &*d.changed);
+        let changed = leaf.delta.map(|d| d.changed.bitmap());
+        let changed = changed.as_deref();
         let mut groups: Vec<RoaringBitmap> = Vec::new();
         let mut push = |b: RoaringBitmap| {
             if !b.is_empty() {
@@ -1451,7 +1455,7 @@ fn combine(
 ) -> RoaringBitmap {
     let mut out = base.unwrap_or_default();
     if let Some(dp) = leaf.delta {
-        out -= &*dp.changed;
+        out -= &*dp.changed.bitmap();
     }
     if let Some(d) = delta {
         out |= d;

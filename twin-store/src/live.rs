@@ -13,7 +13,6 @@ use crate::doc::NameCache;
 use std::sync::Arc;
 
 use imbl::HashMap as PMap;
-use roaring::RoaringBitmap;
 use twinql_planner::value::{Key, Kind, Node};
 
 use crate::delta::{Bits, DeltaIndex, Entry};
@@ -166,6 +165,7 @@ pub struct LiveColl {
     deleted: Bits,
     created: PMap<(Arc<str>, Option<Arc<str>>), u32>,
     index: DeltaIndex,
+    alive: Bits,
 }
 
 impl LiveColl {
@@ -178,6 +178,7 @@ impl LiveColl {
             deleted: Bits::default(),
             created: PMap::new(),
             index: DeltaIndex::new(),
+            alive: Bits::full(base_len as u32),
         }
     }
 
@@ -202,7 +203,7 @@ impl LiveColl {
     }
 
     /// Deleted document ids.
-    pub fn deleted(&self) -> &RoaringBitmap {
+    pub fn deleted(&self) -> &Bits {
         &self.deleted
     }
 
@@ -212,11 +213,13 @@ impl LiveColl {
     }
 
     /// The ids of live documents.
-    pub fn alive(&self) -> RoaringBitmap {
-        let mut all = RoaringBitmap::new();
-        all.insert_range(0..self.len);
-        all -= &*self.deleted;
-        all
+    pub fn alive(&self) -> &Bits {
+        &self.alive
+    }
+
+    /// Whether documents were created or deleted (else the live documents are the base's).
+    pub fn reshaped(&self) -> bool {
+        self.len != self.base_len || !self.deleted.is_empty()
     }
 
     /// The index changes.
@@ -416,6 +419,7 @@ impl Overlay {
                 let c = &mut self.colls[ci];
                 let id = c.len;
                 c.len += 1;
+                c.alive.insert(id);
                 if let Some(key) = identity {
                     c.created.insert(key, id);
                 }
@@ -441,9 +445,7 @@ impl Overlay {
         }
         let c = &mut self.colls[ci];
         let replaced = c.docs.insert(id, Arc::new(new));
-        if !c.overridden.contains(id) {
-            Arc::make_mut(&mut c.overridden).insert(id);
-        }
+        c.overridden.insert(id);
         self.seq += 1;
         (id, replaced)
     }
@@ -492,10 +494,9 @@ impl Overlay {
             c.created.remove(&key);
         }
         c.docs.remove(&id);
-        if c.overridden.contains(id) {
-            Arc::make_mut(&mut c.overridden).remove(id);
-        }
-        Arc::make_mut(&mut c.deleted).insert(id);
+        c.overridden.remove(id);
+        c.deleted.insert(id);
+        c.alive.remove(id);
         self.seq += 1;
     }
 }
