@@ -211,6 +211,8 @@ pub const MAX_SNAPSHOTS: usize = 32;
 pub struct Database {
     base: Arc<Base>,
     pub(crate) writer: FairMutex<Writer>,
+    /// Shared member names for twins copied out of tapes (writers copy outside the lock).
+    pub(crate) names: Mutex<twinql_store::NameCache>,
     snapshots: Mutex<KeptSnapshots>,
     generation: u64,
 }
@@ -313,6 +315,7 @@ impl Database {
                 garbage: Garbage::default(),
             }),
             snapshots: Mutex::new(VecDeque::new()),
+            names: Mutex::new(twinql_store::NameCache::default()),
             generation,
         }
     }

@@ -6,6 +6,7 @@
 //! overlay and brings the index delta up to date, all inside one short critical section, so a
 //! query sees a write entirely or not at all. Nothing changes when a write is refused.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
 use twinql_store::CollectionKind;
@@ -231,28 +232,49 @@ impl Database {
         if_match: Option<&str>,
     ) -> Result<WriteAck, HubError> {
         let now = twin::timestamp_now();
-        let mut w = self.lock_writer();
         let store = self.base_store();
         let kind = id.kind();
         let coll = store.collection(kind);
         let policy = self.base_policy();
+        // Copying the twin and applying the rules run outside the writer lock; the lock is
+        // taken to find the current version and, after, to store the result if that version
+        // is still current (else the write is redone on the newer one).
+        let mut w = loop {
+            let (doc_id, held) = {
+                let w = self.lock_writer();
+                let live = w.overlay.coll(kind);
+                let doc_id = live
+                    .find(coll, &id.device_id, id.module_id.as_deref())
+                    .ok_or_else(|| id.not_found())?;
+                (doc_id, live.held(doc_id))
+            };
+            let applied = match &held {
+                Some(d) => twin::apply(d, update, if_match, &now)?,
+                None if (doc_id as usize) < coll.len() => {
+                    let copy = Doc::from_tape(coll.doc(doc_id), &mut self.names.lock());
+                    twin::apply_owned(copy, update, if_match, &now)?
+                }
+                None => return Err(id.not_found()),
+            };
+            let w = self.lock_writer();
+            let live = w.overlay.coll(kind);
+            let current = live.find(coll, &id.device_id, id.module_id.as_deref()) == Some(doc_id)
+                && match (&held, live.held(doc_id)) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, &b),
+                    (None, None) => true,
+                    _ => false,
+                };
+            if current {
+                break (w, doc_id, applied);
+            }
+        };
+        let (ref mut w, doc_id, applied) = w;
         let Writer {
             overlay,
             cache,
             subscribers,
             garbage,
-        } = &mut *w;
-        let live = overlay.coll(kind);
-        let doc_id = live
-            .find(coll, &id.device_id, id.module_id.as_deref())
-            .ok_or_else(|| id.not_found())?;
-        let applied = match live.get(coll, doc_id) {
-            Some(AnyNode::Owned(d)) => twin::apply(d, update, if_match, &now)?,
-            Some(AnyNode::Tape(t)) => {
-                twin::apply_owned(Doc::from_tape(t, &mut cache.names), update, if_match, &now)?
-            }
-            None => return Err(id.not_found()),
-        };
+        } = &mut **w;
         let ack = ack(&applied.twin);
         let (_, replaced) = overlay.put(
             store,

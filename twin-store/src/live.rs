@@ -238,7 +238,7 @@ impl LiveColl {
 
     /// The written version of document `id`, if any (a shared handle, so the overlay can
     /// change while it is read).
-    fn held(&self, id: u32) -> Option<Arc<Doc>> {
+    pub fn held(&self, id: u32) -> Option<Arc<Doc>> {
         if self.overridden.contains(id) {
             self.docs.get(&id).cloned()
         } else {
