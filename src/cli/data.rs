@@ -65,34 +65,52 @@ pub fn load_with_time(args: &DataArgs) -> Result<(Database, f64), i32> {
         }
     }
     let mut db = Database::from_store(store);
-    if !args.no_index {
-        let policy = match &args.index_policy {
-            None => IndexPolicy::default(),
-            Some(path) => {
-                let parsed = std::fs::read_to_string(path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| IndexPolicy::from_json(&t));
-                match parsed {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", path.display());
-                        return Err(2);
-                    }
-                }
-            }
-        };
-        let t = Instant::now();
-        let stats = db.build_index(&policy);
-        if args.verbose_index {
-            eprintln!(
-                "indexed {} paths: {} value entries, {:.1} MB, built in {:.2} s",
-                stats.paths,
-                stats.entries,
-                stats.bytes as f64 / 1e6,
-                t.elapsed().as_secs_f64()
-            );
-        }
-    }
+    build_indexes(
+        &mut db,
+        args.no_index,
+        args.index_policy.as_deref(),
+        args.verbose_index,
+    )?;
     let secs = start.elapsed().as_secs_f64();
     Ok((db, secs))
+}
+
+/// Builds the indexes the flags ask for (`--no-index`, `--index-policy FILE`,
+/// `--verbose-index`); a policy file that cannot be read is reported and gives exit code 2.
+pub fn build_indexes(
+    db: &mut Database,
+    no_index: bool,
+    index_policy: Option<&std::path::Path>,
+    verbose: bool,
+) -> Result<(), i32> {
+    if no_index {
+        return Ok(());
+    }
+    let policy = match index_policy {
+        None => IndexPolicy::default(),
+        Some(path) => {
+            let parsed = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| IndexPolicy::from_json(&t));
+            match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    return Err(2);
+                }
+            }
+        }
+    };
+    let t = Instant::now();
+    let stats = db.build_index(&policy);
+    if verbose {
+        eprintln!(
+            "indexed {} paths: {} value entries, {:.1} MB, built in {:.2} s",
+            stats.paths,
+            stats.entries,
+            stats.bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! (banner, timings, errors) goes to stderr, so a script piped into the shell gives parseable
 //! output.
 
-use crate::cli::data::{DataArgs, load_database};
+use crate::cli::data::{DataArgs, build_indexes, load_database};
 use crate::cli::query::{Functions, RowFormat, print_rows, report_query_error};
 use crate::db::{Database, DesiredUpdate, item_type};
 use crate::r#gen::{GenOptions, generate_bytes};
@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 use twinql_planner::functions::FunctionSet;
-use twinql_store::index::IndexPolicy;
 use twinql_store::twin::HubError;
 use twinql_store::{CollectionKind, LoadOptions, Store};
 
@@ -164,34 +163,12 @@ fn load(args: &ShellArgs) -> Result<(Database, String), i32> {
     }
     drop(bytes);
     let mut db = Database::from_store(store);
-    if !args.no_index {
-        let policy = match &args.index_policy {
-            None => IndexPolicy::default(),
-            Some(path) => {
-                let parsed = std::fs::read_to_string(path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| IndexPolicy::from_json(&t));
-                match parsed {
-                    Ok(p) => p,
-                    Err(e) => {
-                        note!("error: {}: {e}", path.display());
-                        return Err(2);
-                    }
-                }
-            }
-        };
-        let t = Instant::now();
-        let stats = db.build_index(&policy);
-        if args.verbose_index {
-            note!(
-                "indexed {} paths: {} value entries, {:.1} MB, built in {:.2} s",
-                stats.paths,
-                stats.entries,
-                stats.bytes as f64 / 1e6,
-                t.elapsed().as_secs_f64()
-            );
-        }
-    }
+    build_indexes(
+        &mut db,
+        args.no_index,
+        args.index_policy.as_deref(),
+        args.verbose_index,
+    )?;
     Ok((
         db,
         format!("generated in memory (--count {count}, seed {seed})"),

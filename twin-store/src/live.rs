@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use crate::dict::FxBuild;
-use crate::doc::NameCache;
 use std::sync::Arc;
 
 use imbl::HashMap as PMap;
@@ -285,9 +284,11 @@ impl LiveColl {
 
     /// The id of the live document with this identity.
     pub fn find(&self, base: Collection<'_>, device_id: &str, sub_id: Option<&str>) -> Option<u32> {
-        let key: (Arc<str>, Option<Arc<str>>) = (device_id.into(), sub_id.map(Into::into));
-        if let Some(&id) = self.created.get(&key) {
-            return Some(id);
+        if !self.created.is_empty() {
+            let key: (Arc<str>, Option<Arc<str>>) = (device_id.into(), sub_id.map(Into::into));
+            if let Some(&id) = self.created.get(&key) {
+                return Some(id);
+            }
         }
         base.find(device_id, sub_id)
             .filter(|&id| !self.deleted.contains(id))
@@ -305,13 +306,11 @@ pub struct Overlay {
     seq: u64,
 }
 
-/// Writer-side caches (not shared with snapshots): the index policy's verdict per path, as a
-/// trie of key ids, and shared member names for documents copied out of tapes.
+/// Writer-side cache (not shared with snapshots): the index policy's verdict per path, as a
+/// trie of key ids.
 #[derive(Debug)]
 pub struct PolicyCache {
     nodes: Vec<PathNode>,
-    /// Shared member names.
-    pub names: NameCache,
 }
 
 #[derive(Debug)]
@@ -331,7 +330,6 @@ impl Default for PolicyCache {
                 descend: true,
                 path: Arc::from(Vec::new()),
             }],
-            names: NameCache::default(),
         }
     }
 }
@@ -439,10 +437,8 @@ impl Overlay {
             let news = ix.entries(Some(AnyNode::Owned(&new)), roots);
             let is_base = id < self.colls[ci].base_len;
             apply_diff(&mut self.colls[ci].index, cache, id, is_base, olds, news);
-        } else {
-            // Keep member names known even without indexes, so plans resolve them.
-            name_walk(&mut self.keys, store, &new);
         }
+        // Without indexes no key ids are needed: owned documents are read by member name.
         let c = &mut self.colls[ci];
         let replaced = c.docs.insert(id, Arc::new(new));
         c.overridden.insert(id);
@@ -512,19 +508,6 @@ fn identity_of(kind: CollectionKind, d: &Doc) -> Option<(Arc<str>, Option<Arc<st
     Some((dev, sub))
 }
 
-fn name_walk(keys: &mut KeyExt, store: &Store, d: &Doc) {
-    match d {
-        Doc::Object(o) => {
-            for (k, v) in o.iter() {
-                keys.id(store, k);
-                name_walk(keys, store, v);
-            }
-        }
-        Doc::Array(a) => a.iter().for_each(|v| name_walk(keys, store, v)),
-        _ => {}
-    }
-}
-
 type Entries<'d> = Vec<(u32, Entry<'d>)>;
 
 fn apply_diff(
@@ -535,8 +518,11 @@ fn apply_diff(
     mut olds: Entries<'_>,
     mut news: Entries<'_>,
 ) {
+    // Overlapping roots can list a path twice: keep one of each.
     olds.sort_by_key(|e| e.0);
+    olds.dedup_by_key(|e| e.0);
     news.sort_by_key(|e| e.0);
+    news.dedup_by_key(|e| e.0);
     let path = |n: u32| &cache.nodes[n as usize].path;
     let (mut i, mut j) = (0, 0);
     while i < olds.len() || j < news.len() {
@@ -617,8 +603,6 @@ impl Indexer<'_> {
                 }
             }
         }
-        out.sort_by_key(|e| e.0);
-        out.dedup_by_key(|e| e.0);
         out
     }
 
