@@ -41,6 +41,7 @@ pub mod db;
 pub mod diagnostics;
 pub mod r#gen;
 pub mod token;
+pub mod wal;
 pub mod write;
 
 pub use db::{Database, DesiredUpdate, ItemType, Page, QueryError, QueryOptions, Snapshot};

@@ -44,6 +44,7 @@
 //! # Ok::<(), twinql_store::LoadError>(())
 //! ```
 
+pub mod codec;
 pub mod delta;
 mod dict;
 pub mod doc;

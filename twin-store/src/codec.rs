@@ -1,0 +1,1 @@
+//! Byte encoding of index structures for store segments.
