@@ -132,13 +132,25 @@ impl fmt::Display for QueryError {
 impl std::error::Error for QueryError {}
 
 /// The loaded documents and their indexes: immutable once queries run.
-struct Base {
-    store: Store,
-    index: Option<StoreIndex>,
+pub(crate) struct Base {
+    pub(crate) store: Store,
+    pub(crate) index: Option<StoreIndex>,
 }
 
-/// The writer's side: the current overlay and what only writers touch.
+impl Base {
+    pub(crate) fn policy(&self) -> Option<&IndexPolicy> {
+        self.index.as_ref().and_then(|i| i.policy())
+    }
+}
+
+/// The writer's side: the current base and overlay, and what only writers touch.
 pub(crate) struct Writer {
+    /// The loaded (or mapped) documents the overlay is over; replaced by a compaction.
+    pub(crate) base: Arc<Base>,
+    /// Bumped whenever the base is replaced (continuation tokens name it).
+    pub(crate) generation: u64,
+    /// The write-ahead log of a durable database.
+    pub(crate) durable: Option<crate::durable::Durable>,
     pub(crate) overlay: Overlay,
     pub(crate) cache: PolicyCache,
     pub(crate) subscribers: HashMap<(String, Option<String>), Vec<Sender<DesiredUpdate>>>,
@@ -209,12 +221,12 @@ pub const MAX_SNAPSHOTS: usize = 32;
 /// section each. A query never sees half of a write, and sees every write acknowledged before
 /// it started.
 pub struct Database {
-    base: Arc<Base>,
     pub(crate) writer: FairMutex<Writer>,
     /// Shared member names for twins copied out of tapes (writers copy outside the lock).
     pub(crate) names: Mutex<twinql_store::NameCache>,
     snapshots: Mutex<KeptSnapshots>,
-    generation: u64,
+    /// Serialises compactions of a durable database.
+    pub(crate) compacting: Mutex<()>,
 }
 
 impl Default for Database {
@@ -303,12 +315,19 @@ impl Database {
         Database::from_parts(store, None, 0, 0)
     }
 
-    fn from_parts(store: Store, index: Option<StoreIndex>, generation: u64, seq: u64) -> Database {
+    pub(crate) fn from_parts(
+        store: Store,
+        index: Option<StoreIndex>,
+        generation: u64,
+        seq: u64,
+    ) -> Database {
         let mut overlay = Overlay::new(&store);
         overlay.set_seq(seq);
         Database {
-            base: Arc::new(Base { store, index }),
             writer: FairMutex::new(Writer {
+                base: Arc::new(Base { store, index }),
+                generation,
+                durable: None,
                 overlay,
                 cache: PolicyCache::default(),
                 subscribers: HashMap::new(),
@@ -316,7 +335,7 @@ impl Database {
             }),
             snapshots: Mutex::new(VecDeque::new()),
             names: Mutex::new(twinql_store::NameCache::default()),
-            generation,
+            compacting: Mutex::new(()),
         }
     }
 
@@ -347,13 +366,15 @@ impl Database {
     /// snapshot the caller still holds keeps its own copy).
     fn base_mut(&mut self) -> &mut Base {
         self.lock_snapshots().clear();
-        if Arc::get_mut(&mut self.base).is_none() {
+        let shared = Arc::get_mut(&mut self.writer_mut().base).is_none();
+        if shared {
             // Someone holds a snapshot: give this database a base of its own.
             let text = export_all(&self.snapshot());
-            let (store, index) = rebuild(&text, self.base.index.as_ref().and_then(|i| i.policy()));
-            self.base = Arc::new(Base { store, index });
+            let w = self.writer_mut();
+            let (store, index) = rebuild(&text, w.base.policy());
+            w.base = Arc::new(Base { store, index });
         }
-        match Arc::get_mut(&mut self.base) {
+        match Arc::get_mut(&mut self.writer_mut().base) {
             Some(b) => b,
             None => unreachable_base(),
         }
@@ -369,23 +390,23 @@ impl Database {
         }
         let snap = self.snapshot();
         let text = export_all(&snap);
-        let policy = self.base.index.as_ref().and_then(|i| i.policy()).cloned();
+        let policy = snap.base.policy().cloned();
         drop(snap);
         let (store, index) = rebuild(&text, policy.as_ref());
-        let seq = self.writer_mut().overlay.seq();
-        let subscribers = std::mem::take(&mut self.writer_mut().subscribers);
-        *self = Database::from_parts(store, index, self.generation + 1, seq);
-        self.writer_mut().subscribers = subscribers;
+        let w = self.writer_mut();
+        let seq = w.overlay.seq();
+        let mut overlay = Overlay::new(&store);
+        overlay.set_seq(seq);
+        w.base = Arc::new(Base { store, index });
+        w.overlay = overlay;
+        w.cache = PolicyCache::default();
+        w.generation += 1;
+        self.lock_snapshots().clear();
     }
 
-    /// The indexes, if built.
-    pub fn index(&self) -> Option<&StoreIndex> {
-        self.base.index.as_ref()
-    }
-
-    /// The documents as loaded (writes since are in the overlay; see [`Database::snapshot`]).
-    pub fn store(&self) -> &Store {
-        &self.base.store
+    /// Whether path indexes are built.
+    pub fn has_index(&self) -> bool {
+        self.lock_writer().base.index.is_some()
     }
 
     /// The writer state. The lock is fair (handed to the longest waiter on release), so a
@@ -402,16 +423,8 @@ impl Database {
     /// A consistent view of everything written so far. O(1); writers are held up for the time
     /// it takes to copy a few pointers.
     pub fn snapshot(&self) -> Snapshot {
-        let overlay = self.lock_writer().overlay.clone();
-        Snapshot::new(self.base.clone(), overlay, self.generation)
-    }
-
-    pub(crate) fn base_store(&self) -> &Store {
-        &self.base.store
-    }
-
-    pub(crate) fn base_policy(&self) -> Option<&IndexPolicy> {
-        self.base.index.as_ref().and_then(|i| i.policy())
+        let w = self.lock_writer();
+        Snapshot::new(w.base.clone(), w.overlay.clone(), w.generation)
     }
 
     /// Parses, validates and plans `text`, resolving its member names.
@@ -484,6 +497,10 @@ impl Database {
         })
     }
 
+    pub(crate) fn clear_kept_snapshots(&self) {
+        self.lock_snapshots().clear();
+    }
+
     fn keep_snapshot(&self, snap: &Arc<Snapshot>) {
         let mut kept = self.lock_snapshots();
         let now = Instant::now();
@@ -538,7 +555,7 @@ fn unreachable_base() -> ! {
 }
 
 /// Every live document of a snapshot as JSON Lines: twins, then job records.
-fn export_all(snap: &Snapshot) -> (String, String) {
+pub(crate) fn export_all(snap: &Snapshot) -> (String, String) {
     let mut twins = String::new();
     let mut jobs = String::new();
     for kind in CollectionKind::ALL {

@@ -39,6 +39,7 @@
 pub mod cli;
 pub mod db;
 pub mod diagnostics;
+pub mod durable;
 pub mod r#gen;
 pub mod token;
 pub mod wal;
@@ -46,6 +47,7 @@ pub mod write;
 
 pub use db::{Database, DesiredUpdate, ItemType, Page, QueryError, QueryOptions, Snapshot};
 pub use diagnostics::{CheckReport, Dialect, check};
+pub use durable::{Recovery, StoreError, StoreOptions};
 pub use twinql_parser as parser;
 pub use twinql_planner as planner;
 pub use twinql_store as store;

@@ -15,6 +15,7 @@ use twinql_store::live::{AnyNode, Root};
 use twinql_store::twin::{self, ErrorCode, HubError, Update};
 
 use crate::db::{Database, DesiredUpdate, Writer};
+use crate::durable::Change;
 
 /// Which twin: a device's, or one of its modules'.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -128,7 +129,8 @@ impl Database {
         let doc = twin::new_twin(&id.device_id, id.module_id.as_deref(), &now)?;
         let text = doc.to_json_string();
         let mut w = self.lock_writer();
-        let store = self.base_store();
+        let base = w.base.clone();
+        let store = &base.store;
         let kind = id.kind();
         if kind == CollectionKind::Modules
             && w.overlay
@@ -159,9 +161,17 @@ impl Database {
                 ),
             });
         }
-        let policy = self.base_policy();
+        let policy = base.policy();
+        let pending = w.log(&[Change::Put {
+            kind,
+            device_id: &id.device_id,
+            sub_id: id.module_id.as_deref(),
+            doc: &doc,
+        }])?;
         let Writer { overlay, cache, .. } = &mut *w;
         let _ = overlay.put(store, policy, cache, kind, None, doc, &[]);
+        drop(w);
+        pending.sync()?;
         Ok(text)
     }
 
@@ -169,8 +179,9 @@ impl Database {
     /// optional `If-Match` etag of its twin (`*` matches any).
     pub fn delete_twin(&self, id: &TwinId, if_match: Option<&str>) -> Result<(), HubError> {
         let mut w = self.lock_writer();
-        let store = self.base_store();
-        let policy = self.base_policy();
+        let base = w.base.clone();
+        let store = &base.store;
+        let policy = base.policy();
         let kind = id.kind();
         let coll = store.collection(kind);
         let live = w.overlay.coll(kind);
@@ -198,23 +209,39 @@ impl Database {
                 if let Some(n) = mlive.get(mcoll, mid)
                     && device_of(n).as_deref() == Some(id.device_id.as_str())
                 {
-                    modules.push(mid);
+                    let module_id = module_of(n).unwrap_or_default();
+                    modules.push((mid, module_id));
                 }
             }
         }
+        let mut changes: Vec<Change<'_>> = modules
+            .iter()
+            .map(|(_, m)| Change::Delete {
+                kind: CollectionKind::Modules,
+                device_id: &id.device_id,
+                sub_id: Some(m),
+            })
+            .collect();
+        changes.push(Change::Delete {
+            kind,
+            device_id: &id.device_id,
+            sub_id: id.module_id.as_deref(),
+        });
+        let pending = w.log(&changes)?;
         let Writer {
             overlay,
             cache,
             subscribers,
             ..
         } = &mut *w;
-        for mid in modules {
+        for (mid, _) in modules {
             overlay.delete(store, policy, cache, CollectionKind::Modules, mid);
         }
         overlay.delete(store, policy, cache, kind, doc_id);
         subscribers
             .retain(|k, _| k.0 != id.device_id || (id.module_id.is_some() && k.1 != id.module_id));
-        Ok(())
+        drop(w);
+        pending.sync()
     }
 
     /// The twin as JSON text, as it is now.
@@ -232,22 +259,24 @@ impl Database {
         if_match: Option<&str>,
     ) -> Result<WriteAck, HubError> {
         let now = twin::timestamp_now();
-        let store = self.base_store();
         let kind = id.kind();
-        let coll = store.collection(kind);
-        let policy = self.base_policy();
         // Copying the twin and applying the rules run outside the writer lock; the lock is
         // taken to find the current version and, after, to store the result if that version
-        // is still current (else the write is redone on the newer one).
-        let mut w = loop {
-            let (doc_id, held) = {
+        // (and the base) is still current (else the write is redone on the newer one).
+        let (mut w, base, doc_id, applied) = loop {
+            let (base, doc_id, held) = {
                 let w = self.lock_writer();
+                let base = w.base.clone();
+                let coll = base.store.collection(kind);
                 let live = w.overlay.coll(kind);
                 let doc_id = live
                     .find(coll, &id.device_id, id.module_id.as_deref())
                     .ok_or_else(|| id.not_found())?;
-                (doc_id, live.held(doc_id))
+                let held = live.held(doc_id);
+                drop(w);
+                (base, doc_id, held)
             };
+            let coll = base.store.collection(kind);
             let applied = match &held {
                 Some(d) => twin::apply(d, update, if_match, &now)?,
                 None if (doc_id as usize) < coll.len() => {
@@ -258,23 +287,32 @@ impl Database {
             };
             let w = self.lock_writer();
             let live = w.overlay.coll(kind);
-            let current = live.find(coll, &id.device_id, id.module_id.as_deref()) == Some(doc_id)
+            let current = Arc::ptr_eq(&w.base, &base)
+                && live.find(coll, &id.device_id, id.module_id.as_deref()) == Some(doc_id)
                 && match (&held, live.held(doc_id)) {
                     (Some(a), Some(b)) => Arc::ptr_eq(a, &b),
                     (None, None) => true,
                     _ => false,
                 };
             if current {
-                break (w, doc_id, applied);
+                break (w, base, doc_id, applied);
             }
         };
-        let (ref mut w, doc_id, applied) = w;
+        let store = &base.store;
+        let policy = base.policy();
+        let pending = w.log(&[Change::Put {
+            kind,
+            device_id: &id.device_id,
+            sub_id: id.module_id.as_deref(),
+            doc: &applied.twin,
+        }])?;
         let Writer {
             overlay,
             cache,
             subscribers,
             garbage,
-        } = &mut **w;
+            ..
+        } = &mut *w;
         let ack = ack(&applied.twin);
         let (_, replaced) = overlay.put(
             store,
@@ -301,6 +339,8 @@ impl Database {
                 subs.retain(|s| s.send(msg.clone()).is_ok());
             }
         }
+        drop(w);
+        pending.sync()?;
         Ok(ack)
     }
 
@@ -358,7 +398,8 @@ impl Database {
     /// `$version`, as IoT Hub sends them to the device. Dropping the receiver unsubscribes.
     pub fn subscribe_desired(&self, id: &TwinId) -> Result<Receiver<DesiredUpdate>, HubError> {
         let mut w = self.lock_writer();
-        let store = self.base_store();
+        let base = w.base.clone();
+        let store = &base.store;
         let kind = id.kind();
         w.overlay
             .coll(kind)
@@ -380,6 +421,13 @@ impl Database {
 fn etag_of(n: AnyNode<'_>) -> Option<String> {
     use twinql_planner::value::{Key, Node};
     n.member(&Key::new("etag"))
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+}
+
+fn module_of(n: AnyNode<'_>) -> Option<String> {
+    use twinql_planner::value::{Key, Node};
+    n.member(&Key::new("moduleId"))
         .and_then(|e| e.as_str())
         .map(str::to_string)
 }

@@ -88,7 +88,8 @@ fn reported_patch(rng: &mut Rng) -> String {
 
 /// The device ids of the loaded store.
 fn device_ids(db: &Database) -> Vec<String> {
-    let devices = db.store().devices();
+    let snap = db.snapshot();
+    let devices = snap.store().devices();
     (0..devices.len() as u32)
         .filter_map(|i| devices.identity(i).map(|(d, _)| d.to_string()))
         .collect()
@@ -380,9 +381,9 @@ pub fn run_bench(args: BenchArgs) -> i32 {
         ReportFormat::Human => {
             println!(
                 "loaded {} devices, {} modules, {} jobs in {:.2} s; resident memory {:.1} MB",
-                db.store().devices().len(),
-                db.store().modules().len(),
-                db.store().jobs().len(),
+                db.snapshot().store().devices().len(),
+                db.snapshot().store().modules().len(),
+                db.snapshot().store().jobs().len(),
                 load_s,
                 rss as f64 / 1e6
             );

@@ -727,11 +727,7 @@ impl Session {
             text.push_str(&format!(
                 "\nwrites: {}\nindexed: {}\nsubscriptions: {}\nformat: {}\nfunctions: {}",
                 snap.seq(),
-                if self.db.index().is_some() {
-                    "yes"
-                } else {
-                    "no"
-                },
+                if self.db.has_index() { "yes" } else { "no" },
                 self.subscriptions.len(),
                 format_name(self.format),
                 functions_name(self.functions)

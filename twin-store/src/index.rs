@@ -304,11 +304,41 @@ fn walk<'a>(doc: NodeRef<'a>, keys: &[u32]) -> Option<NodeRef<'a>> {
     Some(n)
 }
 
+/// The postings of one path: built in memory, or in a mapped segment and decoded on first
+/// use.
+#[derive(Debug)]
+pub(crate) struct LazyPath {
+    pub(crate) cell: std::sync::OnceLock<PathIndex>,
+    pub(crate) src: Option<crate::segment::PathSrc>,
+    pub(crate) entries: usize,
+    pub(crate) bytes: usize,
+}
+
+impl LazyPath {
+    fn ready(p: PathIndex) -> LazyPath {
+        LazyPath {
+            entries: p.strings.entries() + p.numbers.entries(),
+            bytes: p.bytes(),
+            cell: std::sync::OnceLock::from(p),
+            src: None,
+        }
+    }
+
+    /// The postings (decoded on first use; empty if the mapped bytes are corrupt, with the
+    /// problem reported to the store).
+    pub(crate) fn get(&self) -> &PathIndex {
+        self.cell.get_or_init(|| match &self.src {
+            Some(src) => src.load(),
+            None => PathIndex::default(),
+        })
+    }
+}
+
 /// The indexes of one collection.
 #[derive(Debug, Default)]
 pub struct CollectionIndex {
-    paths: HashMap<Box<[u32]>, PathIndex>,
-    all: RoaringBitmap,
+    pub(crate) paths: HashMap<Box<[u32]>, LazyPath>,
+    pub(crate) all: RoaringBitmap,
 }
 
 /// Statistics of an index, for reports and `explain`.
@@ -677,7 +707,7 @@ impl CollectionIndex {
             }
         }
         let merged: Vec<(Box<[u32]>, Merged<'_>)> = merged.into_iter().collect();
-        let paths: HashMap<Box<[u32]>, PathIndex> = merged
+        let paths: HashMap<Box<[u32]>, LazyPath> = merged
             .into_par_iter()
             .map(|(keys, m)| {
                 let defined = m.kinds.iter().union();
@@ -708,7 +738,7 @@ impl CollectionIndex {
                         f64::from_bits,
                     ),
                 };
-                (keys, idx)
+                (keys, LazyPath::ready(idx))
             })
             .collect();
         CollectionIndex { paths, all }
@@ -718,13 +748,8 @@ impl CollectionIndex {
     pub fn stats(&self) -> IndexStats {
         IndexStats {
             paths: self.paths.len(),
-            entries: self
-                .paths
-                .values()
-                .map(|p| p.strings.entries() + p.numbers.entries())
-                .sum(),
-            bytes: self.paths.values().map(PathIndex::bytes).sum::<usize>()
-                + self.all.serialized_size(),
+            entries: self.paths.values().map(|p| p.entries).sum(),
+            bytes: self.paths.values().map(|p| p.bytes).sum::<usize>() + self.all.serialized_size(),
         }
     }
 
@@ -735,7 +760,12 @@ impl CollectionIndex {
 
     /// The postings of a path given as key ids, if it is indexed.
     pub fn path(&self, keys: &[u32]) -> Option<&PathIndex> {
-        self.paths.get(keys)
+        self.paths.get(keys).map(LazyPath::get)
+    }
+
+    /// The indexed paths, as key ids (without decoding their postings).
+    pub fn path_keys(&self) -> impl Iterator<Item = &[u32]> {
+        self.paths.keys().map(|k| &**k)
     }
 }
 
@@ -817,8 +847,8 @@ fn below<T: PartialOrd + ?Sized>(v: &T, lo: Bound<&T>) -> bool {
 /// An index over a whole store: one [`CollectionIndex`] per collection.
 #[derive(Debug, Default)]
 pub struct StoreIndex {
-    policy: Option<IndexPolicy>,
-    colls: [CollectionIndex; 3],
+    pub(crate) policy: Option<IndexPolicy>,
+    pub(crate) colls: [CollectionIndex; 3],
 }
 
 impl StoreIndex {
@@ -947,7 +977,7 @@ impl<'i, 's> Lookup<'i, 's> {
             return Resolved::Nowhere;
         }
         let leaf = Leaf {
-            base: self.index.paths.get(ids.as_slice()),
+            base: self.index.path(&ids),
             delta: self.delta.and_then(|d| d.path(&ids)),
         };
         if leaf.base.is_some() || leaf.delta.is_some() {

@@ -16,10 +16,10 @@ use rayon::prelude::*;
 
 use crate::error::{DocError, DocErrorKind, LoadError};
 use crate::parse::{ChunkParser, ParsedChunk, Unit, scan_array};
-use crate::store::{CollectionKind, DocLoc, Store};
+use crate::store::{CollectionKind, DocLoc, LazyChunk, Store};
 use twinql_planner::value::Node;
 
-use crate::tape::{Chunk, NodeRef};
+use crate::tape::{Chunk, NodeRef, Text};
 
 /// What the documents of an input are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +49,10 @@ pub struct LoadOptions {
     /// Bytes read from a file at a time by [`Store::load_path`], 32 MiB by default (JSON Lines are parsed
     /// block by block, so this bounds the input held in memory).
     pub block_bytes: usize,
+    /// Bytes of input parsed into one chunk of tape; 0 picks a size from the input (1 to
+    /// 8 MiB). Store segments use small chunks (256 KiB), because a mapped chunk is checked
+    /// whole on first use.
+    pub chunk_bytes: usize,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +64,7 @@ impl Default for LoadOptions {
             progress: true,
             max_depth: 64,
             block_bytes: 32 << 20,
+            chunk_bytes: 0,
         }
     }
 }
@@ -122,7 +127,10 @@ fn split_lines(text: &[u8], target: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn chunk_target(len: usize) -> usize {
+fn chunk_target(len: usize, chosen: usize) -> usize {
+    if chosen > 0 {
+        return chosen.max(4096);
+    }
     (len / (rayon::current_num_threads() * 8)).clamp(1 << 20, 8 << 20)
 }
 
@@ -176,7 +184,7 @@ impl<'s> Loader<'s> {
 
     /// Loads `text`, whole lines whose first is line `base + 1`; returns the newlines seen.
     fn lines(&mut self, text: &[u8], base: u64) -> Result<u64, LoadError> {
-        let ranges = split_lines(text, chunk_target(text.len()));
+        let ranges = split_lines(text, chunk_target(text.len(), self.opts.chunk_bytes));
         let opts = &self.opts;
         let progress = &self.progress;
         let hasher = self.store.hasher.clone();
@@ -213,7 +221,7 @@ impl<'s> Loader<'s> {
             let (line, col) = line_col(text, at);
             self.doc_error(line, col, kind)
         })?;
-        let target = chunk_target(text.len());
+        let target = chunk_target(text.len(), self.opts.chunk_bytes);
         let mut groups = Vec::new();
         let mut first = 0;
         for (i, u) in units.iter().enumerate() {
@@ -275,11 +283,11 @@ impl<'s> Loader<'s> {
             return Err(LoadError::TooManyDocuments);
         }
         let chunk_idx = chunk_idx as u32;
-        self.store.chunks.push(Chunk {
-            tape: tape.into_boxed_str(),
+        self.store.chunks.push(LazyChunk::ready(Chunk {
+            tape: Text::Owned(tape.into_boxed_str()),
             floats: floats.into_boxed_slice(),
             keys,
-        });
+        }));
 
         let mut rejected_twin: Option<u64> = None;
         for d in docs {
@@ -309,7 +317,7 @@ impl<'s> Loader<'s> {
                     }
                 }
                 Err(existing) => {
-                    let chunk = &self.store.chunks[chunk_idx as usize];
+                    let chunk = self.store.chunk(chunk_idx);
                     let node = |pos: u32| NodeRef {
                         chunk,
                         dict: &self.store.dict,

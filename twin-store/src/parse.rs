@@ -6,7 +6,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use crate::store::IdHasher;
 
 use crate::dict::FxBuild;
 use crate::error::DocErrorKind;
@@ -337,13 +339,13 @@ pub(crate) struct ChunkParser<'i> {
     mode: DocKind,
     skip_invalid: bool,
     max_errors: usize,
-    hasher: RandomState,
+    hasher: IdHasher,
 }
 
 /// The hash the identity index uses for the document whose identity strings start at
 /// `dev_pos` and `sub_pos` of `tape`.
 pub(crate) fn identity_hash(
-    hasher: &RandomState,
+    hasher: &IdHasher,
     coll: CollectionKind,
     tape: &str,
     dev_pos: u32,
@@ -364,7 +366,7 @@ impl<'i> ChunkParser<'i> {
         max_errors: usize,
         max_depth: u32,
         size_hint: usize,
-        hasher: RandomState,
+        hasher: IdHasher,
     ) -> Self {
         ChunkParser {
             ctx: Ctx {

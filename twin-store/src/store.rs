@@ -2,6 +2,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 use twinql_planner::value::{Key, Node};
@@ -66,12 +67,83 @@ pub(crate) struct DocLoc {
     pub(crate) pos: u32,
 }
 
+/// The hasher of document identities: seeded per store, and deterministic for a seed, so a
+/// segment can keep the identity hashes it was written with.
+pub(crate) type IdHasher = rustc_hash::FxSeededState;
+
+/// Identity hashes of a mapped collection, one little-endian `u32` per document, from which
+/// the identity table is built on first use.
+pub(crate) struct MappedHashes {
+    pub(crate) file: Arc<crate::mapped::MappedFile>,
+    pub(crate) start: usize,
+}
+
 /// Documents of one collection and the index of their identities.
 #[derive(Default)]
 pub(crate) struct CollData {
     pub(crate) docs: Vec<DocLoc>,
     /// (document id, 32-bit identity hash): keeping the hash makes growing the table cheap.
-    pub(crate) index: hashbrown::HashTable<(DocId, u32)>,
+    /// Built on first use for a mapped store.
+    pub(crate) index: OnceLock<hashbrown::HashTable<(DocId, u32)>>,
+    pub(crate) hashes: Option<MappedHashes>,
+}
+
+impl CollData {
+    /// The identity table, built from the mapped hashes on first use.
+    pub(crate) fn table(&self) -> &hashbrown::HashTable<(DocId, u32)> {
+        self.index.get_or_init(|| {
+            let mut t = hashbrown::HashTable::with_capacity(self.docs.len());
+            if let Some(h) = &self.hashes {
+                let bytes = h
+                    .file
+                    .bytes()
+                    .get(h.start..h.start + 4 * self.docs.len())
+                    .unwrap_or_default();
+                for (id, c) in bytes.chunks_exact(4).enumerate() {
+                    let h = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    t.insert_unique(spread(h), (id as DocId, h), |&(_, hh)| spread(hh));
+                }
+            }
+            t
+        })
+    }
+
+    fn table_mut(&mut self) -> Option<&mut hashbrown::HashTable<(DocId, u32)>> {
+        self.table();
+        self.index.get_mut()
+    }
+
+    /// The identity hash of every document, in id order.
+    pub(crate) fn hashes(&self) -> Vec<u32> {
+        let mut out = vec![0u32; self.docs.len()];
+        for &(id, h) in self.table() {
+            if let Some(slot) = out.get_mut(id as usize) {
+                *slot = h;
+            }
+        }
+        out
+    }
+}
+
+/// A chunk of documents: parsed in memory, or in a mapped segment and checked on first use.
+pub(crate) struct LazyChunk {
+    pub(crate) cell: OnceLock<Chunk>,
+    pub(crate) src: Option<crate::segment::ChunkSrc>,
+}
+
+impl LazyChunk {
+    pub(crate) fn ready(chunk: Chunk) -> LazyChunk {
+        LazyChunk {
+            cell: OnceLock::from(chunk),
+            src: None,
+        }
+    }
+}
+
+/// The chunk every out-of-range or corrupt chunk reads as: no bytes.
+fn empty_chunk() -> &'static Chunk {
+    static EMPTY: OnceLock<Chunk> = OnceLock::new();
+    EMPTY.get_or_init(Chunk::empty)
 }
 
 /// The 64-bit hash the index uses for a 32-bit identity hash (hashbrown takes the bucket
@@ -110,9 +182,12 @@ impl MemoryUsage {
 /// Documents are immutable once loaded; loading appends. See the crate docs for an example.
 pub struct Store {
     pub(crate) dict: KeyDict,
-    pub(crate) chunks: Vec<Chunk>,
+    pub(crate) chunks: Vec<LazyChunk>,
     pub(crate) colls: [CollData; 3],
-    pub(crate) hasher: RandomState,
+    pub(crate) hasher: IdHasher,
+    pub(crate) seed: u64,
+    /// Problems found in mapped bytes when they were first used (file and offset each).
+    pub(crate) problems: Arc<Mutex<Vec<String>>>,
 }
 
 impl Default for Store {
@@ -135,15 +210,9 @@ impl std::fmt::Debug for Store {
 
 /// The identity of the document at `loc`: `deviceId` and, for modules and jobs, `moduleId` /
 /// `jobId`.
-pub(crate) fn identity<'a>(
-    chunks: &'a [Chunk],
-    dict: &'a KeyDict,
-    kind: CollectionKind,
-    loc: DocLoc,
-) -> (&'a str, Option<&'a str>) {
-    let Some(chunk) = chunks.get(loc.chunk as usize) else {
-        return ("", None);
-    };
+pub(crate) fn identity(store: &Store, kind: CollectionKind, loc: DocLoc) -> (&str, Option<&str>) {
+    let chunk = store.chunk(loc.chunk);
+    let dict = &store.dict;
     let node = NodeRef {
         chunk,
         dict,
@@ -167,12 +236,78 @@ impl Store {
         dict.intern("moduleId");
         dict.intern("jobId");
         dict.intern("jobs");
+        Store::with_seed(dict, RandomState::new().hash_one(0x7477_696e_716c_u64))
+    }
+
+    pub(crate) fn with_seed(dict: KeyDict, seed: u64) -> Store {
         Store {
             dict,
             chunks: Vec::new(),
             colls: Default::default(),
-            hasher: RandomState::new(),
+            hasher: IdHasher::with_seed(seed as usize),
+            seed,
+            problems: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Chunk `i`; a chunk of a mapped segment is checked on first use (an empty chunk if it
+    /// is corrupt or `i` is out of range, with the problem recorded for [`Store::problems`]).
+    #[inline]
+    pub(crate) fn chunk(&self, i: u32) -> &Chunk {
+        let Some(slot) = self.chunks.get(i as usize) else {
+            return empty_chunk();
+        };
+        if let Some(c) = slot.cell.get() {
+            return c;
+        }
+        self.chunk_slow(i, slot)
+    }
+
+    #[cold]
+    fn chunk_slow<'s>(&'s self, i: u32, slot: &'s LazyChunk) -> &'s Chunk {
+        slot.cell.get_or_init(|| match &slot.src {
+            Some(src) => match src.load(self, i) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.report_problem(e);
+                    Chunk::empty()
+                }
+            },
+            None => Chunk::empty(),
+        })
+    }
+
+    /// Records a problem found in mapped bytes.
+    pub(crate) fn report_problem(&self, message: String) {
+        if let Ok(mut p) = self.problems.lock()
+            && p.len() < 100
+            && !p.contains(&message)
+        {
+            p.push(message);
+        }
+    }
+
+    /// Problems found in the bytes of a mapped segment since it was opened (each names the
+    /// file and offset). Documents in a corrupt part read as empty, so a query that met one
+    /// must not be trusted; [`Store::check`] reports them as an error.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// `Err` with the first problem found in mapped bytes, if any (see [`Store::problems`]).
+    pub fn check(&self) -> Result<(), String> {
+        match self.problems.lock() {
+            Ok(p) if !p.is_empty() => Err(p.join("; ")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every chunk of a mapped store now (a full read), rather than on first use.
+    pub fn verify(&self) -> Result<(), String> {
+        (0..self.chunks.len() as u32).into_par_iter().for_each(|i| {
+            self.chunk(i);
+        });
+        self.check()
     }
 
     /// Device twins (`FROM devices`).
@@ -231,15 +366,18 @@ impl Store {
             dictionary: self.dict.heap_bytes(),
             ..MemoryUsage::default()
         };
-        for c in &self.chunks {
-            m.tapes += c.tape.len();
+        for c in self.chunks.iter().filter_map(|c| c.cell.get()) {
+            if let crate::tape::Text::Owned(t) = &c.tape {
+                m.tapes += t.len();
+            }
             m.floats += c.floats.len() * 8;
             m.key_maps += c.keys.len() * 4;
         }
-        m.key_maps += self.chunks.capacity() * std::mem::size_of::<Chunk>();
+        m.key_maps += self.chunks.capacity() * std::mem::size_of::<LazyChunk>();
         for coll in &self.colls {
             m.doc_tables += coll.docs.capacity() * std::mem::size_of::<DocLoc>();
-            m.indexes += coll.index.capacity() * (std::mem::size_of::<(DocId, u32)>() + 1);
+            m.indexes += coll.index.get().map_or(0, |t| t.capacity())
+                * (std::mem::size_of::<(DocId, u32)>() + 1);
         }
         m
     }
@@ -261,48 +399,50 @@ impl Store {
         sub_pos: Option<u32>,
         h: u32,
     ) -> Result<DocId, DocId> {
-        let Store {
-            dict,
-            chunks,
-            colls,
-            ..
-        } = self;
-        let chunk = &chunks[loc.chunk as usize];
+        let chunk = self.chunk(loc.chunk);
+        let dict = &self.dict;
         let string = |pos| NodeRef { chunk, dict, pos }.as_str();
         let dev = string(dev_pos).unwrap_or_default();
         let sub = sub_pos.and_then(string);
-        let CollData { docs, index } = &mut colls[kind as usize];
-        let found = index.find(spread(h), |&(id, hh)| {
+        let data = &self.colls[kind as usize];
+        let found = data.table().find(spread(h), |&(id, hh)| {
             hh == h
-                && docs
+                && data
+                    .docs
                     .get(id as usize)
-                    .is_some_and(|&l| identity(chunks, dict, kind, l) == (dev, sub))
+                    .is_some_and(|&l| identity(self, kind, l) == (dev, sub))
         });
         if let Some(&(id, _)) = found {
             return Err(id);
         }
-        let id = docs.len() as DocId;
-        docs.push(loc);
-        index.insert_unique(spread(h), (id, h), |&(_, hh)| spread(hh));
+        let data = &mut self.colls[kind as usize];
+        let id = data.docs.len() as DocId;
+        data.docs.push(loc);
+        if let Some(t) = data.table_mut() {
+            t.insert_unique(spread(h), (id, h), |&(_, hh)| spread(hh));
+        }
         Ok(id)
     }
 
     /// Removes the documents with ids from `keep` on from collection `kind`.
     pub(crate) fn truncate(&mut self, kind: CollectionKind, keep: usize) {
-        let Store {
-            dict,
-            chunks,
-            colls,
-            hasher,
-        } = self;
-        let CollData { docs, index } = &mut colls[kind as usize];
-        for id in (keep..docs.len()).rev() {
-            let h = hasher.hash_one(identity(chunks, dict, kind, docs[id])) as u32;
-            if let Ok(entry) = index.find_entry(spread(h), |&(x, _)| x as usize == id) {
-                entry.remove();
+        let len = self.colls[kind as usize].docs.len();
+        let hashes: Vec<(usize, u32)> = (keep..len)
+            .rev()
+            .map(|id| {
+                let loc = self.colls[kind as usize].docs[id];
+                (id, self.hasher.hash_one(identity(self, kind, loc)) as u32)
+            })
+            .collect();
+        let data = &mut self.colls[kind as usize];
+        if let Some(index) = data.table_mut() {
+            for (id, h) in hashes {
+                if let Ok(entry) = index.find_entry(spread(h), |&(x, _)| x as usize == id) {
+                    entry.remove();
+                }
             }
         }
-        docs.truncate(keep);
+        data.docs.truncate(keep);
     }
 }
 
@@ -359,7 +499,7 @@ impl<'a> Collection<'a> {
     #[inline]
     fn node(&self, loc: DocLoc) -> NodeRef<'a> {
         NodeRef {
-            chunk: &self.store.chunks[loc.chunk as usize],
+            chunk: self.store.chunk(loc.chunk),
             dict: &self.store.dict,
             pos: loc.pos,
         }
@@ -383,12 +523,13 @@ impl<'a> Collection<'a> {
         let store = self.store;
         let h = store.hasher.hash_one((device_id, sub_id)) as u32;
         store.colls[self.kind as usize]
-            .index
+            .table()
             .find(spread(h), |&(id, hh)| {
                 hh == h
-                    && self.docs.get(id as usize).is_some_and(|&l| {
-                        identity(&store.chunks, &store.dict, self.kind, l) == (device_id, sub_id)
-                    })
+                    && self
+                        .docs
+                        .get(id as usize)
+                        .is_some_and(|&l| identity(store, self.kind, l) == (device_id, sub_id))
             })
             .map(|&(id, _)| id)
     }
@@ -396,7 +537,7 @@ impl<'a> Collection<'a> {
     /// The identity of document `id` (`deviceId`, and `moduleId` / `jobId`).
     pub fn identity(&self, id: DocId) -> Option<(&'a str, Option<&'a str>)> {
         let &l = self.docs.get(id as usize)?;
-        Some(identity(&self.store.chunks, &self.store.dict, self.kind, l))
+        Some(identity(self.store, self.kind, l))
     }
 }
 

@@ -166,12 +166,161 @@ pub(crate) fn str_at(tape: &str, pos: usize) -> Option<&str> {
 /// map from its local key ids to store-wide ones.
 #[derive(Debug)]
 pub(crate) struct Chunk {
-    pub(crate) tape: Box<str>,
+    pub(crate) tape: Text,
     pub(crate) floats: Box<[f64]>,
     pub(crate) keys: Box<[u32]>,
 }
 
+/// A tape's text: parsed into memory, or a checked range of a mapped segment.
+#[derive(Debug)]
+pub(crate) enum Text {
+    Owned(Box<str>),
+    Mapped(crate::mapped::MappedStr),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    #[inline(always)]
+    fn deref(&self) -> &str {
+        match self {
+            Text::Owned(s) => s,
+            Text::Mapped(m) => m.as_str(),
+        }
+    }
+}
+
+/// The deepest nesting [`check_tape`] accepts (the loader's limit is at most 1,000, and a job
+/// record sits one level below its twin).
+pub(crate) const CHECK_MAX_DEPTH: usize = 1024;
+
+/// Checks that `t` is a sequence of well-formed nodes: known tags, varints that end, lengths
+/// and counts that agree with the bytes, member key ids below `keys`, float indexes below
+/// `floats`, nesting at most [`CHECK_MAX_DEPTH`]. Returns the start of every top-level node,
+/// or the offset and description of the first problem. Reading a checked tape from any
+/// returned start never leaves the tape, and recursion over it is bounded.
+pub(crate) fn check_tape(
+    t: &[u8],
+    keys: usize,
+    floats: usize,
+) -> Result<Vec<u32>, (usize, String)> {
+    fn varint(t: &[u8], pos: usize, end: usize) -> Result<(u64, usize), (usize, String)> {
+        let mut v = 0u64;
+        let mut shift = 0u32;
+        let mut p = pos;
+        loop {
+            if p >= end {
+                return Err((pos, "unterminated number".into()));
+            }
+            let b = t[p];
+            p += 1;
+            if shift >= 64 {
+                return Err((pos, "number too long".into()));
+            }
+            v |= u64::from(b & 0x3f) << shift;
+            shift += 6;
+            if b & 0x40 == 0 {
+                return Ok((v, p));
+            }
+        }
+    }
+    fn span(pos: usize, start: usize, len: u64, end: usize) -> Result<usize, (usize, String)> {
+        usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|&e| e <= end)
+            .ok_or((pos, "length runs past its container".to_string()))
+    }
+    if t.len() >= u32::MAX as usize {
+        return Err((0, "tape too long".into()));
+    }
+    // Open containers: (end of body, members left, is object).
+    let mut stack: Vec<(usize, u64, bool)> = Vec::new();
+    let mut starts = Vec::new();
+    let mut p = 0usize;
+    loop {
+        // Close finished containers; find where the next node must end.
+        while let Some(&(end, left, _)) = stack.last() {
+            if left == 0 {
+                if p != end {
+                    return Err((p, "container body longer than its members".into()));
+                }
+                stack.pop();
+            } else {
+                break;
+            }
+        }
+        let end = stack.last().map_or(t.len(), |c| c.0);
+        if stack.is_empty() {
+            if p == t.len() {
+                return Ok(starts);
+            }
+            starts.push(p as u32);
+        }
+        if let Some(top) = stack.last_mut() {
+            top.1 -= 1;
+            if top.2 {
+                let (k, vp) = varint(t, p, end)?;
+                if k >= keys as u64 {
+                    return Err((p, format!("member name {k} out of range")));
+                }
+                p = vp;
+            }
+        }
+        if p >= end {
+            return Err((p, "missing value".into()));
+        }
+        let tag = t[p];
+        p = match tag {
+            NULL | FALSE | TRUE => p + 1,
+            INT => varint(t, p + 1, end)?.1,
+            FLOAT => {
+                let (i, q) = varint(t, p + 1, end)?;
+                if i >= floats as u64 {
+                    return Err((p, format!("number {i} out of range")));
+                }
+                q
+            }
+            NUM_TEXT => {
+                let (i, q) = varint(t, p + 1, end)?;
+                if i >= floats as u64 {
+                    return Err((p, format!("number {i} out of range")));
+                }
+                let (len, q) = varint(t, q, end)?;
+                span(p, q, len, end)?
+            }
+            STR => {
+                let (len, q) = varint(t, p + 1, end)?;
+                span(p, q, len, end)?
+            }
+            ARR | OBJ => {
+                let (len, q) = varint(t, p + 1, end)?;
+                let (count, q) = varint(t, q, end)?;
+                let body_end = span(p, q, len, end)?;
+                if stack.len() >= CHECK_MAX_DEPTH {
+                    return Err((p, "nesting too deep".into()));
+                }
+                stack.push((body_end, count, tag == OBJ));
+                q
+            }
+            SHORT_STR.. => span(p, p + 1, u64::from(tag - SHORT_STR), end)?,
+            _ => return Err((p, format!("unknown tag {tag:#04x}"))),
+        };
+        if p > end {
+            return Err((p, "value runs past its container".into()));
+        }
+    }
+}
+
 impl Chunk {
+    pub(crate) fn empty() -> Chunk {
+        Chunk {
+            tape: Text::Owned(Box::default()),
+            floats: Box::default(),
+            keys: Box::default(),
+        }
+    }
+
     #[inline]
     pub(crate) fn global_key(&self, local: u64) -> u32 {
         usize::try_from(local)

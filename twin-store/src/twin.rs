@@ -79,6 +79,8 @@ pub enum ErrorCode {
     DeviceAlreadyExists,
     /// 409301: the module already exists.
     ModuleAlreadyExists,
+    /// 500001: the write could not be made durable (the store's log could not be written).
+    ServerError,
 }
 
 impl ErrorCode {
@@ -92,6 +94,7 @@ impl ErrorCode {
             ErrorCode::ModuleNotFound => "ModuleNotFound",
             ErrorCode::DeviceAlreadyExists => "DeviceAlreadyExists",
             ErrorCode::ModuleAlreadyExists => "ModuleAlreadyExists",
+            ErrorCode::ServerError => "ServerError",
         }
     }
 
@@ -105,6 +108,7 @@ impl ErrorCode {
             ErrorCode::ModuleNotFound => 404_010,
             ErrorCode::DeviceAlreadyExists => 409_001,
             ErrorCode::ModuleAlreadyExists => 409_301,
+            ErrorCode::ServerError => 500_001,
         }
     }
 

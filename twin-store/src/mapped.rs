@@ -1,0 +1,106 @@
+//! Read-only memory maps of store files: the only place this crate uses `unsafe`.
+//!
+//! A segment file is mapped once and shared; document tapes are handed out as [`MappedStr`]s,
+//! which can only be made from bytes that were checked to be UTF-8.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A file mapped read-only into memory.
+pub struct MappedFile {
+    map: memmap2::Mmap,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+impl MappedFile {
+    /// Maps `path` read-only.
+    pub fn open(path: &Path) -> std::io::Result<Arc<MappedFile>> {
+        let file = File::open(path)?;
+        // SAFETY: the map is read-only, and store files are never modified in place: segments
+        // are written whole under a temporary name, synced and renamed into place, and the
+        // store directory's lock keeps other twinql writers out. The bytes are untrusted all
+        // the same: every section is checked before it is used, and nothing here assumes
+        // more than "some bytes" until then. (A process outside twinql truncating the file
+        // under the map would make reads fault; that is the documented limit of mapping.)
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Arc::new(MappedFile {
+            map,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// The mapped bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Asks the kernel to read the whole file ahead (for scans).
+    pub fn will_need(&self) {
+        let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
+}
+
+/// A range of a mapped file known to be valid UTF-8.
+#[derive(Clone)]
+pub struct MappedStr {
+    file: Arc<MappedFile>,
+    start: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for MappedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedStr")
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl MappedStr {
+    /// The bytes `start..start + len` of `file`, if they are in the file and valid UTF-8.
+    pub fn new(
+        file: Arc<MappedFile>,
+        start: usize,
+        len: usize,
+    ) -> Result<MappedStr, std::str::Utf8Error> {
+        let bytes = start
+            .checked_add(len)
+            .and_then(|end| file.bytes().get(start..end))
+            .unwrap_or_default();
+        std::str::from_utf8(bytes)?;
+        let len = bytes.len();
+        Ok(MappedStr { file, start, len })
+    }
+
+    /// The text.
+    #[inline(always)]
+    pub fn as_str(&self) -> &str {
+        let bytes = self
+            .file
+            .bytes()
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default();
+        // SAFETY: `new` is the only constructor; it checked that exactly these bytes are
+        // UTF-8 (an empty range otherwise), and the mapped bytes never change (see
+        // `MappedFile::open`).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+}
