@@ -11,6 +11,8 @@ use std::sync::Arc;
 /// A file mapped read-only into memory.
 pub struct MappedFile {
     map: memmap2::Mmap,
+    /// Bytes of the file (an anonymous map of an empty input has one byte more).
+    len: usize,
     path: PathBuf,
 }
 
@@ -18,7 +20,7 @@ impl std::fmt::Debug for MappedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MappedFile")
             .field("path", &self.path)
-            .field("len", &self.map.len())
+            .field("len", &self.len)
             .finish()
     }
 }
@@ -35,6 +37,20 @@ impl MappedFile {
         // under the map would make reads fault; that is the documented limit of mapping.)
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Arc::new(MappedFile {
+            len: map.len(),
+            map,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// A copy of `bytes` in anonymous memory, read as if it were the file `path` (for tests
+    /// and fuzzing of the segment reader).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<Arc<MappedFile>> {
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1))?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        let map = map.make_read_only()?;
+        Ok(Arc::new(MappedFile {
+            len: bytes.len(),
             map,
             path: path.to_path_buf(),
         }))
@@ -43,7 +59,7 @@ impl MappedFile {
     /// The mapped bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        &self.map[..self.len]
     }
 
     /// The file's path.
