@@ -52,10 +52,6 @@ use twinql_store::{DocKind, LoadOptions, Store};
 use crate::db::{Base, Database, Writer};
 use crate::wal::{Dropped, SyncPolicy, WalError, WalWriter, read_wal};
 
-/// Input bytes per chunk of tape in a segment: a mapped chunk is checked whole on first use,
-/// so small chunks keep the first query after opening cheap.
-pub const SEGMENT_CHUNK_BYTES: usize = 256 << 10;
-
 /// How a durable database syncs and compacts.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -412,7 +408,6 @@ pub fn load_for_import(
     let mut store = Store::new();
     let opts = LoadOptions {
         progress,
-        chunk_bytes: SEGMENT_CHUNK_BYTES,
         ..LoadOptions::default()
     };
     for p in twins {
@@ -637,7 +632,6 @@ impl Database {
         let lenient = LoadOptions {
             progress: false,
             skip_invalid: true,
-            chunk_bytes: SEGMENT_CHUNK_BYTES,
             ..LoadOptions::default()
         };
         let _ = store.load_bytes("<compacted twins>", text.0.as_bytes(), &lenient);

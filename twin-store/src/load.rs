@@ -19,7 +19,7 @@ use crate::parse::{ChunkParser, ParsedChunk, Unit, scan_array};
 use crate::store::{CollectionKind, DocLoc, LazyChunk, Store};
 use twinql_planner::value::Node;
 
-use crate::tape::{Chunk, NodeRef, Text};
+use crate::tape::{Chunk, NodeRef};
 
 /// What the documents of an input are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -284,7 +284,7 @@ impl<'s> Loader<'s> {
         }
         let chunk_idx = chunk_idx as u32;
         self.store.chunks.push(LazyChunk::ready(Chunk {
-            tape: Text::Owned(tape.into_boxed_str()),
+            tape: tape.into_boxed_str(),
             floats: floats.into_boxed_slice(),
             keys,
         }));
@@ -320,6 +320,7 @@ impl<'s> Loader<'s> {
                     let chunk = self.store.chunk(chunk_idx);
                     let node = |pos: u32| NodeRef {
                         chunk,
+                        tape: &chunk.tape,
                         dict: &self.store.dict,
                         pos,
                     };

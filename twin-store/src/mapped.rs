@@ -120,3 +120,100 @@ impl MappedStr {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
+
+/// Document states in [`DocChecks`].
+const UNCHECKED: u8 = 0;
+const GOOD: u8 = 1;
+const BAD: u8 = 2;
+
+/// The documents of one mapped collection, each checked the first time it is read: its bytes
+/// must match their CRC-32, be UTF-8 and form one well-formed node. Only then is its text
+/// handed out.
+pub(crate) struct DocChecks {
+    file: Arc<MappedFile>,
+    /// Where the (length, CRC-32) pairs of the documents start in the file.
+    meta: usize,
+    state: Box<[std::sync::atomic::AtomicU8]>,
+}
+
+impl std::fmt::Debug for DocChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocChecks")
+            .field("docs", &self.state.len())
+            .finish()
+    }
+}
+
+impl DocChecks {
+    /// Checks for `n` documents whose (length, CRC-32) pairs are at byte `meta` of `file`.
+    pub(crate) fn new(file: Arc<MappedFile>, meta: usize, n: usize) -> DocChecks {
+        DocChecks {
+            file,
+            meta,
+            state: (0..n)
+                .map(|_| std::sync::atomic::AtomicU8::new(UNCHECKED))
+                .collect(),
+        }
+    }
+
+    /// The length and CRC-32 recorded for document `id`.
+    fn meta(&self, id: usize) -> (usize, u32) {
+        let at = self.meta + 8 * id;
+        match self.file.bytes().get(at..at + 8) {
+            Some(b) => (
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
+                u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    /// The text of document `id`, which starts at byte `start` of the file (callers derive
+    /// `start` from the immutable document and chunk tables, so it is the same on every call
+    /// for an `id`; the soundness of the fast path rests on that). The first read
+    /// checks its CRC, that it is UTF-8, and `structure` (which must accept the bytes as one
+    /// well-formed node); a document that fails is refused every time (`Err` with the offset
+    /// and reason the first time, `Err` with an empty reason after).
+    pub(crate) fn doc(
+        &self,
+        id: usize,
+        start: usize,
+        structure: impl FnOnce(&[u8]) -> Result<(), (usize, String)>,
+    ) -> Result<&str, (usize, String)> {
+        use std::sync::atomic::Ordering;
+        let Some(state) = self.state.get(id) else {
+            return Err((start, String::new()));
+        };
+        let (len, crc) = self.meta(id);
+        let Some(bytes) = start
+            .checked_add(len)
+            .and_then(|end| self.file.bytes().get(start..end))
+        else {
+            state.store(BAD, Ordering::Release);
+            return Err((start, "document runs past the end of the file".into()));
+        };
+        match state.load(Ordering::Acquire) {
+            GOOD => {}
+            BAD => return Err((start, String::new())),
+            _ => {
+                if crc32fast::hash(bytes) != crc {
+                    state.store(BAD, Ordering::Release);
+                    return Err((start, "document checksum mismatch".into()));
+                }
+                if let Err(e) = std::str::from_utf8(bytes) {
+                    state.store(BAD, Ordering::Release);
+                    return Err((start + e.valid_up_to(), "document is not UTF-8".into()));
+                }
+                if let Err((off, why)) = structure(bytes) {
+                    state.store(BAD, Ordering::Release);
+                    return Err((start + off, why));
+                }
+                state.store(GOOD, Ordering::Release);
+            }
+        }
+        // SAFETY: the state is GOOD only after `from_utf8` accepted exactly these bytes: the
+        // same `start` (see above) and the length read from the same immutable map; mapped
+        // bytes never change (see `MappedFile::open`).
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    }
+}

@@ -39,9 +39,9 @@ use crate::codec::{
 };
 use crate::dict::KeyDict;
 use crate::index::{CollectionIndex, LazyPath, PathIndex, Postings, StoreIndex};
-use crate::mapped::{MappedFile, MappedStr};
+use crate::mapped::{DocChecks, MappedFile};
 use crate::store::{CollData, CollectionKind, DocLoc, LazyChunk, MappedHashes, Store};
-use crate::tape::{Chunk, Text, check_tape};
+use crate::tape::Chunk;
 
 /// The first eight bytes of a segment.
 pub const MAGIC: &[u8; 8] = b"TWQLSEG\0";
@@ -161,6 +161,13 @@ pub fn write_segment(
         path: path.to_path_buf(),
         source,
     };
+    if store.colls.iter().any(|c| c.checks.is_some()) {
+        return Err(SegmentError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            message: "a segment is written from a loaded store, not a mapped one".into(),
+        });
+    }
     let file = std::fs::File::create(path).map_err(io)?;
     let mut out = Out {
         w: BufWriter::with_capacity(1 << 20, &file),
@@ -197,7 +204,7 @@ pub fn write_segment(
         for c in &chunks {
             let len = 4 * c.keys.len() + 8 * c.floats.len() + c.tape.len();
             let mut crc = crc32fast::Hasher::new();
-            chunk_record(c, &mut |b| {
+            chunk_head(c, &mut |b| {
                 crc.update(b);
                 Ok(())
             })?;
@@ -220,7 +227,8 @@ pub fn write_segment(
         FLAG_ITEMS_CHECKED,
         |out| {
             for c in &chunks {
-                chunk_record(c, &mut |b| out.put(b))?;
+                chunk_head(c, &mut |b| out.put(b))?;
+                out.put(c.tape.as_bytes())?;
             }
             Ok(())
         },
@@ -241,6 +249,16 @@ pub fn write_segment(
             b.clear();
             for h in data.hashes() {
                 b.extend_from_slice(&h.to_le_bytes());
+            }
+            out.put(&b)?;
+            b.clear();
+            for l in &data.docs {
+                let tape = store.chunk(l.chunk).tape.as_bytes();
+                let pos = l.pos as usize;
+                let end = crate::tape::skip(tape, pos).min(tape.len());
+                let doc = tape.get(pos..end).unwrap_or_default();
+                b.extend_from_slice(&(doc.len() as u32).to_le_bytes());
+                b.extend_from_slice(&crc32fast::hash(doc).to_le_bytes());
             }
             out.put(&b)
         })
@@ -358,11 +376,9 @@ fn section<W: Write>(
     Ok(())
 }
 
-/// The bytes of one chunk record: key map, doubles, tape.
-fn chunk_record(
-    c: &Chunk,
-    put: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+/// The head of one chunk record, which its CRC covers: key map and doubles (the tape after
+/// them is covered by the CRCs of its documents).
+fn chunk_head(c: &Chunk, put: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
     let mut b = Vec::with_capacity(4 * c.keys.len() + 8 * c.floats.len());
     for k in c.keys.iter() {
         b.extend_from_slice(&k.to_le_bytes());
@@ -370,8 +386,7 @@ fn chunk_record(
     for f in c.floats.iter() {
         b.extend_from_slice(&f.to_bits().to_le_bytes());
     }
-    put(&b)?;
-    put(c.tape.as_bytes())
+    put(&b)
 }
 
 /// Writes a segment to `path` safely: to `path` + `.tmp`, synced, then renamed over `path`,
@@ -416,23 +431,30 @@ pub fn sync_dir(path: &Path) {
 pub(crate) struct ChunkSrc {
     file: Arc<MappedFile>,
     offset: usize,
-    tape_len: usize,
     floats: usize,
     keys: usize,
     crc: u32,
 }
 
 impl ChunkSrc {
-    /// Checks and decodes chunk `i` of `store`: CRC, key ids, UTF-8, the tape's structure,
-    /// and that every document table entry in this chunk points at a document's start.
+    /// Where the chunk's tape starts in the file.
+    pub(crate) fn tape_start(&self) -> usize {
+        self.offset + 4 * self.keys + 8 * self.floats
+    }
+
+    /// The segment file's path.
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Checks and decodes the head of chunk `i` of `store`: CRC and key ids. (Its documents
+    /// are checked one by one when first read.)
     pub(crate) fn load(&self, store: &Store, i: u32) -> Result<Chunk, String> {
         let path = self.file.path().display();
         let at =
             |off: usize, what: &str| format!("segment {path}: chunk {i} at byte {off}: {what}");
-        let keys_end = self.offset + 4 * self.keys;
-        let floats_end = keys_end + 8 * self.floats;
-        let end = floats_end + self.tape_len;
-        let Some(bytes) = self.file.bytes().get(self.offset..end) else {
+        let floats_end = self.tape_start();
+        let Some(bytes) = self.file.bytes().get(self.offset..floats_end) else {
             return Err(at(self.offset, "chunk runs past the end of the file"));
         };
         if crc32fast::hash(bytes) != self.crc {
@@ -446,7 +468,7 @@ impl ChunkSrc {
             }
             keys.push(k);
         }
-        let floats: Vec<f64> = bytes[4 * self.keys..8 * self.floats + 4 * self.keys]
+        let floats: Vec<f64> = bytes[4 * self.keys..]
             .chunks_exact(8)
             .map(|c| {
                 f64::from_bits(u64::from_le_bytes([
@@ -454,25 +476,8 @@ impl ChunkSrc {
                 ]))
             })
             .collect();
-        let tape = MappedStr::new(self.file.clone(), floats_end, self.tape_len)
-            .map_err(|e| at(floats_end + e.valid_up_to(), "tape is not UTF-8"))?;
-        let starts = check_tape(tape.as_str().as_bytes(), keys.len(), floats.len())
-            .map_err(|(off, what)| at(floats_end + off, &what))?;
-        for kind in CollectionKind::ALL {
-            let docs = &store.colls[kind as usize].docs;
-            let lo = docs.partition_point(|l| l.chunk < i);
-            let hi = docs.partition_point(|l| l.chunk <= i);
-            for l in &docs[lo..hi] {
-                if starts.binary_search(&l.pos).is_err() {
-                    return Err(at(
-                        floats_end + l.pos as usize,
-                        &format!("a {kind} document table entry does not point at a document"),
-                    ));
-                }
-            }
-        }
         Ok(Chunk {
-            tape: Text::Mapped(tape),
+            tape: Box::default(),
             floats: floats.into_boxed_slice(),
             keys: keys.into_boxed_slice(),
         })
@@ -682,7 +687,16 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
     let (mo, me) = section(SEC_META, "key dictionary")?;
     let mut d = Dec::new(&b[mo..me], mo as u64);
     let seed = d.u64("store seed").map_err(fmt)?;
-    let nchunks = d.count(0, "chunk count").map_err(fmt)?;
+    let nchunks = d.u64("chunk count").map_err(fmt)?;
+    let nchunks = usize::try_from(nchunks)
+        .ok()
+        .filter(|&n| n <= b.len() / CHUNK_ENTRY)
+        .ok_or_else(|| {
+            corrupt(
+                mo as u64 + 8,
+                format!("{nchunks} chunks cannot fit in the file"),
+            )
+        })?;
     let nkeys = d.count(8, "key count").map_err(fmt)?;
     let mut dict = KeyDict::default();
     for i in 0..nkeys {
@@ -741,7 +755,6 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
             src: Some(ChunkSrc {
                 file: file.clone(),
                 offset: offset as usize,
-                tape_len: tape_len as usize,
                 floats: floats as usize,
                 keys: keys as usize,
                 crc: u32_at(e, 24),
@@ -755,7 +768,7 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
         let (o, e) = section(SEC_DOCS[kind as usize], "document table")?;
         let s = &b[o..e];
         let n = u64_at(s, 0);
-        if s.len() < 8 || Some((s.len() - 8) as u64) != n.checked_mul(12) {
+        if s.len() < 8 || Some((s.len() - 8) as u64) != n.checked_mul(20) {
             return Err(corrupt(
                 o as u64,
                 format!(
@@ -794,6 +807,7 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
                 file: file.clone(),
                 start: o + 8 + 8 * n,
             }),
+            checks: Some(DocChecks::new(file.clone(), o + 8 + 12 * n, n)),
         };
     }
 

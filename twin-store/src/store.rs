@@ -86,6 +86,8 @@ pub(crate) struct CollData {
     /// Built on first use for a mapped store.
     pub(crate) index: OnceLock<hashbrown::HashTable<(DocId, u32)>>,
     pub(crate) hashes: Option<MappedHashes>,
+    /// For a mapped collection: each document is checked on first read.
+    pub(crate) checks: Option<crate::mapped::DocChecks>,
 }
 
 impl CollData {
@@ -208,16 +210,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The identity of the document at `loc`: `deviceId` and, for modules and jobs, `moduleId` /
-/// `jobId`.
-pub(crate) fn identity(store: &Store, kind: CollectionKind, loc: DocLoc) -> (&str, Option<&str>) {
-    let chunk = store.chunk(loc.chunk);
-    let dict = &store.dict;
-    let node = NodeRef {
-        chunk,
-        dict,
-        pos: loc.pos,
-    };
+/// The identity of a document: `deviceId` and, for modules and jobs, `moduleId` / `jobId`.
+pub(crate) fn identity_of(node: NodeRef<'_>, kind: CollectionKind) -> (&str, Option<&str>) {
     let str_of = |id| node.member_by_id(id).and_then(|n| n.as_str());
     let dev = str_of(DEVICE_ID_KEY).unwrap_or_default();
     let sub = match kind {
@@ -226,6 +220,20 @@ pub(crate) fn identity(store: &Store, kind: CollectionKind, loc: DocLoc) -> (&st
         CollectionKind::Jobs => str_of(JOB_ID_KEY),
     };
     (dev, sub)
+}
+
+/// The identity of the loaded (not mapped) document at `loc`.
+pub(crate) fn identity(store: &Store, kind: CollectionKind, loc: DocLoc) -> (&str, Option<&str>) {
+    let chunk = store.chunk(loc.chunk);
+    identity_of(
+        NodeRef {
+            chunk,
+            tape: &chunk.tape,
+            dict: &store.dict,
+            pos: loc.pos,
+        },
+        kind,
+    )
 }
 
 impl Store {
@@ -277,6 +285,67 @@ impl Store {
         })
     }
 
+    /// Document `id` of a mapped collection, checked on first read.
+    #[cold]
+    #[inline(never)]
+    fn mapped_doc_slow<'s>(
+        &'s self,
+        err: (usize, String),
+        kind: CollectionKind,
+        id: DocId,
+    ) -> NodeRef<'s> {
+        let (off, why) = err;
+        if !why.is_empty() {
+            let path = self
+                .chunks
+                .iter()
+                .find_map(|c| c.src.as_ref().map(|s| s.path().display().to_string()))
+                .unwrap_or_default();
+            self.report_problem(format!(
+                "segment {path}: {kind} document {id} at byte {off}: {why}"
+            ));
+        }
+        let chunk = empty_chunk();
+        NodeRef {
+            chunk,
+            tape: "",
+            dict: &self.dict,
+            pos: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn mapped_doc<'s>(
+        &'s self,
+        checks: &'s crate::mapped::DocChecks,
+        kind: CollectionKind,
+        chunk: &'s Chunk,
+        loc: DocLoc,
+        id: DocId,
+    ) -> NodeRef<'s> {
+        let start = self
+            .chunks
+            .get(loc.chunk as usize)
+            .and_then(|c| c.src.as_ref())
+            .map_or(0, |s| s.tape_start())
+            + loc.pos as usize;
+        let checked = checks.doc(id as usize, start, |bytes| {
+            match crate::tape::check_tape(bytes, chunk.keys.len(), chunk.floats.len())?.as_slice() {
+                [0] => Ok(()),
+                _ => Err((0, "document is not one node".to_string())),
+            }
+        });
+        match checked {
+            Ok(tape) => NodeRef {
+                chunk,
+                tape,
+                dict: &self.dict,
+                pos: 0,
+            },
+            Err(e) => self.mapped_doc_slow(e, kind, id),
+        }
+    }
+
     /// Records a problem found in mapped bytes.
     pub(crate) fn report_problem(&self, message: String) {
         if let Ok(mut p) = self.problems.lock()
@@ -307,6 +376,10 @@ impl Store {
         (0..self.chunks.len() as u32).into_par_iter().for_each(|i| {
             self.chunk(i);
         });
+        for kind in CollectionKind::ALL {
+            let coll = self.collection(kind);
+            coll.par_iter().for_each(drop);
+        }
         self.check()
     }
 
@@ -367,9 +440,7 @@ impl Store {
             ..MemoryUsage::default()
         };
         for c in self.chunks.iter().filter_map(|c| c.cell.get()) {
-            if let crate::tape::Text::Owned(t) = &c.tape {
-                m.tapes += t.len();
-            }
+            m.tapes += c.tape.len();
             m.floats += c.floats.len() * 8;
             m.key_maps += c.keys.len() * 4;
         }
@@ -401,7 +472,15 @@ impl Store {
     ) -> Result<DocId, DocId> {
         let chunk = self.chunk(loc.chunk);
         let dict = &self.dict;
-        let string = |pos| NodeRef { chunk, dict, pos }.as_str();
+        let string = |pos| {
+            NodeRef {
+                chunk,
+                tape: &chunk.tape,
+                dict,
+                pos,
+            }
+            .as_str()
+        };
         let dev = string(dev_pos).unwrap_or_default();
         let sub = sub_pos.and_then(string);
         let data = &self.colls[kind as usize];
@@ -487,34 +566,43 @@ impl<'a> Collection<'a> {
     /// If `id` is not below [`len`](Self::len).
     #[inline]
     pub fn doc(&self, id: DocId) -> NodeRef<'a> {
-        self.node(self.docs[id as usize])
+        match self.get(id) {
+            Some(n) => n,
+            None => panic!("document id {id} out of range ({} documents)", self.len()),
+        }
     }
 
-    /// The document with id `id`, if there is one.
+    /// The document with id `id`, if there is one. A document of a mapped segment is checked
+    /// on first read; one that fails reads as an empty document and the problem is recorded
+    /// (see [`Store::problems`]).
     #[inline]
     pub fn get(&self, id: DocId) -> Option<NodeRef<'a>> {
-        self.docs.get(id as usize).map(|&l| self.node(l))
-    }
-
-    #[inline]
-    fn node(&self, loc: DocLoc) -> NodeRef<'a> {
-        NodeRef {
-            chunk: self.store.chunk(loc.chunk),
-            dict: &self.store.dict,
-            pos: loc.pos,
+        let loc = *self.docs.get(id as usize)?;
+        let store = self.store;
+        let chunk = store.chunk(loc.chunk);
+        match &store.colls[self.kind as usize].checks {
+            None => Some(NodeRef {
+                chunk,
+                tape: &chunk.tape,
+                dict: &store.dict,
+                pos: loc.pos,
+            }),
+            Some(checks) => Some(store.mapped_doc(checks, self.kind, chunk, loc, id)),
         }
     }
 
     /// The documents in id order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = NodeRef<'a>> + DoubleEndedIterator + 'a {
         let this = *self;
-        self.docs.iter().map(move |&l| this.node(l))
+        self.ids().map(move |id| this.doc(id))
     }
 
     /// The documents as a parallel iterator (ids in order, for `enumerate`).
     pub fn par_iter(&self) -> impl IndexedParallelIterator<Item = NodeRef<'a>> + 'a {
         let this = *self;
-        self.docs.par_iter().map(move |&l| this.node(l))
+        (0..self.docs.len() as DocId)
+            .into_par_iter()
+            .map(move |id| this.doc(id))
     }
 
     /// The id of the document with this identity: `sub_id` is the `moduleId` for modules,
@@ -527,17 +615,15 @@ impl<'a> Collection<'a> {
             .find(spread(h), |&(id, hh)| {
                 hh == h
                     && self
-                        .docs
-                        .get(id as usize)
-                        .is_some_and(|&l| identity(store, self.kind, l) == (device_id, sub_id))
+                        .get(id)
+                        .is_some_and(|n| identity_of(n, self.kind) == (device_id, sub_id))
             })
             .map(|&(id, _)| id)
     }
 
     /// The identity of document `id` (`deviceId`, and `moduleId` / `jobId`).
     pub fn identity(&self, id: DocId) -> Option<(&'a str, Option<&'a str>)> {
-        let &l = self.docs.get(id as usize)?;
-        Some(identity(self.store, self.kind, l))
+        Some(identity_of(self.get(id)?, self.kind))
     }
 }
 

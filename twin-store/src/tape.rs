@@ -166,28 +166,10 @@ pub(crate) fn str_at(tape: &str, pos: usize) -> Option<&str> {
 /// map from its local key ids to store-wide ones.
 #[derive(Debug)]
 pub(crate) struct Chunk {
-    pub(crate) tape: Text,
+    /// The tape (empty for a mapped chunk: its documents are checked and read one by one).
+    pub(crate) tape: Box<str>,
     pub(crate) floats: Box<[f64]>,
     pub(crate) keys: Box<[u32]>,
-}
-
-/// A tape's text: parsed into memory, or a checked range of a mapped segment.
-#[derive(Debug)]
-pub(crate) enum Text {
-    Owned(Box<str>),
-    Mapped(crate::mapped::MappedStr),
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-
-    #[inline(always)]
-    fn deref(&self) -> &str {
-        match self {
-            Text::Owned(s) => s,
-            Text::Mapped(m) => m.as_str(),
-        }
-    }
 }
 
 /// The deepest nesting [`check_tape`] accepts (the loader's limit is at most 1,000, and a job
@@ -315,7 +297,7 @@ pub(crate) fn check_tape(
 impl Chunk {
     pub(crate) fn empty() -> Chunk {
         Chunk {
-            tape: Text::Owned(Box::default()),
+            tape: Box::default(),
             floats: Box::default(),
             keys: Box::default(),
         }
@@ -336,6 +318,8 @@ impl Chunk {
 #[derive(Clone, Copy)]
 pub struct NodeRef<'a> {
     pub(crate) chunk: &'a Chunk,
+    /// The tape the node is in: the chunk's, or (in a mapped segment) its document's, checked.
+    pub(crate) tape: &'a str,
     pub(crate) dict: &'a KeyDict,
     pub(crate) pos: u32,
 }
@@ -349,7 +333,7 @@ impl std::fmt::Debug for NodeRef<'_> {
 impl<'a> NodeRef<'a> {
     #[inline(always)]
     fn bytes(self) -> &'a [u8] {
-        self.chunk.tape.as_bytes()
+        self.tape.as_bytes()
     }
 
     #[inline(always)]
@@ -361,6 +345,7 @@ impl<'a> NodeRef<'a> {
     fn at(self, pos: usize) -> NodeRef<'a> {
         NodeRef {
             chunk: self.chunk,
+            tape: self.tape,
             dict: self.dict,
             pos: pos as u32,
         }
@@ -430,8 +415,7 @@ impl<'a> NodeRef<'a> {
             NUM_TEXT => {
                 let (_, p) = get_varint(t, pos + 1);
                 let (len, p) = get_varint(t, p);
-                self.chunk
-                    .tape
+                self.tape
                     .get(p..p + len as usize)
                     .map(std::borrow::Cow::Borrowed)
             }
@@ -448,7 +432,7 @@ impl<'a> NodeRef<'a> {
         let t = self.bytes();
         let (_, p) = get_varint(t, self.pos as usize + 1);
         let (len, p) = get_varint(t, p);
-        self.chunk.tape.get(p..p + len as usize)
+        self.tape.get(p..p + len as usize)
     }
 
     /// The member with the store-wide key id `id`, if this is an object that has it.
@@ -571,7 +555,7 @@ impl<'a> Node<'a> for NodeRef<'a> {
 
     #[inline]
     fn as_str(self) -> Option<&'a str> {
-        str_at(&self.chunk.tape, self.pos as usize)
+        str_at(self.tape, self.pos as usize)
     }
 
     #[inline]
@@ -639,7 +623,7 @@ impl<'a> Node<'a> for NodeRef<'a> {
     }
 
     fn write_json(self, out: &mut Vec<u8>) {
-        write_node(self.chunk, self.dict, self.pos as usize, out);
+        write_node(self.chunk, self.tape, self.dict, self.pos as usize, out);
     }
 
     fn for_each_member(self, f: &mut dyn FnMut(&str, Self)) {
@@ -650,8 +634,8 @@ impl<'a> Node<'a> for NodeRef<'a> {
 }
 
 /// Writes the node at `pos` as JSON text; returns the position after it.
-fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> usize {
-    let t = chunk.tape.as_bytes();
+fn write_node(chunk: &Chunk, tape: &str, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> usize {
+    let t = tape.as_bytes();
     let Some(&tag) = t.get(pos) else {
         return pos;
     };
@@ -693,7 +677,7 @@ fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> u
         STR => {
             let (len, p) = get_varint(t, pos + 1);
             let end = p + len as usize;
-            write_str(chunk.tape.get(p..end).unwrap_or_default(), out);
+            write_str(tape.get(p..end).unwrap_or_default(), out);
             end
         }
         ARR => {
@@ -705,7 +689,7 @@ fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> u
                 if i > 0 {
                     out.push(b',');
                 }
-                p = write_node(chunk, dict, p, out);
+                p = write_node(chunk, tape, dict, p, out);
             }
             out.push(b']');
             end
@@ -721,7 +705,7 @@ fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> u
                 }
                 let (local, vp) = get_varint(t, p);
                 out.extend_from_slice(dict.json_name(chunk.global_key(local)));
-                p = write_node(chunk, dict, vp, out);
+                p = write_node(chunk, tape, dict, vp, out);
             }
             out.push(b'}');
             end
@@ -729,7 +713,7 @@ fn write_node(chunk: &Chunk, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> u
         _ => {
             let start = pos + 1;
             let end = start + usize::from(tag - SHORT_STR);
-            write_str(chunk.tape.get(start..end).unwrap_or_default(), out);
+            write_str(tape.get(start..end).unwrap_or_default(), out);
             end
         }
     }
