@@ -107,6 +107,9 @@ pub enum QueryError {
     Plan(CompileError),
     /// The continuation token is not valid for this query.
     Continuation(TokenError),
+    /// The query read documents or index postings of a mapped store that failed their
+    /// checks (each problem names the file and the byte offset); the answer is not given.
+    Corrupt(String),
 }
 
 impl fmt::Display for QueryError {
@@ -125,6 +128,7 @@ impl fmt::Display for QueryError {
             }
             QueryError::Plan(e) => write!(f, "cannot plan query: {e}"),
             QueryError::Continuation(e) => write!(f, "{e}"),
+            QueryError::Corrupt(e) => write!(f, "corrupt store: {e}"),
         }
     }
 }
@@ -479,6 +483,7 @@ impl Database {
                 parallel: opts.parallel,
             },
         );
+        snap.check()?;
         let continuation = out.next.map(|p| {
             self.keep_snapshot(&snap);
             token::encode(
@@ -872,7 +877,15 @@ impl Snapshot {
     /// Runs a query to the end and returns every row.
     pub fn query_all(&self, text: &str) -> Result<Vec<String>, QueryError> {
         let plan = self.plan(text, FunctionSet::Twin)?;
-        Ok(self.run(&plan, &ExecOptions::default()).rows)
+        let rows = self.run(&plan, &ExecOptions::default()).rows;
+        self.check()?;
+        Ok(rows)
+    }
+
+    /// `Err` if any document or postings list read from a mapped store so far failed its
+    /// checks.
+    pub fn check(&self) -> Result<(), QueryError> {
+        self.base.store.check().map_err(QueryError::Corrupt)
     }
 
     /// Runs a planned query to the end.

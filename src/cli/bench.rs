@@ -1,11 +1,12 @@
 //! `twinql bench`: load once, time a file of queries.
 
-use crate::cli::data::{DataArgs, load_with_time};
+use crate::cli::data::{DataArgs, check_store, load_with_time};
 use crate::db::Database;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
 use twinql_planner::functions::FunctionSet;
+use twinql_store::CollectionKind;
 
 /// What a timed run includes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -21,14 +22,15 @@ pub enum Mode {
 pub enum ReportFormat {
     /// A table for people.
     Human,
-    /// `{"load_s", "rss_bytes", "queries": [{"id", "median_ms", "min_ms", "rows"}]}`.
+    /// `{"load_s", "rss_bytes", "queries": [{"id", "median_ms", "min_ms", "rows"}]}`; with
+    /// `--store`, `"open_s"` (the time to open the store) and `"store"` instead of `"load_s"`.
     Json,
 }
 
 /// Arguments of `twinql bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Where the twins come from.
+    /// Where the twins come from (`--data FILE…` or `--store DIR`).
     #[command(flatten)]
     pub data: DataArgs,
     /// Queries, one per line as `ID<TAB>KIND<TAB>QUERY` (or just the query); `#` lines skipped.
@@ -47,12 +49,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
     pub format: ReportFormat,
     /// Apply this many reported-property patches (one writer thread, random devices) after
-    /// loading and report the write rate.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// loading and report the write rate (not with `--store`: the store is only read).
+    #[arg(long, default_value_t = 0, value_name = "N", conflicts_with = "store")]
     pub writes: usize,
     /// Time the queries a second time while one writer thread applies reported-property
-    /// patches flat out, and report both latencies.
-    #[arg(long)]
+    /// patches flat out, and report both latencies (not with `--store`).
+    #[arg(long, conflicts_with = "store")]
     pub under_writes: bool,
 }
 
@@ -312,6 +314,13 @@ pub fn run_bench(args: BenchArgs) -> i32 {
         Err(code) => return code,
     };
     let rss = rss_bytes();
+    if let Some(dir) = &args.data.store {
+        eprintln!(
+            "opened store {} in {load_s:.3} s; resident memory {:.1} MB",
+            dir.display(),
+            rss as f64 / 1e6
+        );
+    }
     let never = std::sync::atomic::AtomicBool::new(false);
     let ids = if args.writes > 0 || args.under_writes {
         device_ids(&db)
@@ -355,16 +364,24 @@ pub fn run_bench(args: BenchArgs) -> i32 {
     } else {
         None
     };
+    if let Err(code) = check_store(&db) {
+        return code;
+    }
     let rate = |(n, s): (usize, f64)| if s > 0.0 { n as f64 / s } else { 0.0 };
     match args.format {
         ReportFormat::Json => {
-            let report = serde_json::json!({
-                "load_s": load_s,
+            let mut report = serde_json::json!({
                 "rss_bytes": rss,
                 "mode": match args.mode { Mode::Full => "full", Mode::Count => "count" },
                 "queries": timings.iter().map(QueryTiming::to_json).collect::<Vec<_>>(),
             });
-            let mut report = report;
+            match &args.data.store {
+                Some(dir) => {
+                    report["open_s"] = load_s.into();
+                    report["store"] = dir.display().to_string().into();
+                }
+                None => report["load_s"] = load_s.into(),
+            }
             if let Some(w) = writes {
                 report["writes"] =
                     serde_json::json!({"patches": w.0, "seconds": w.1, "per_second": rate(w)});
@@ -379,14 +396,20 @@ pub fn run_bench(args: BenchArgs) -> i32 {
             println!("{report}");
         }
         ReportFormat::Human => {
+            let snap = db.snapshot();
+            let how = match &args.data.store {
+                Some(dir) => format!("opened store {} with", dir.display()),
+                None => "loaded".to_string(),
+            };
             println!(
-                "loaded {} devices, {} modules, {} jobs in {:.2} s; resident memory {:.1} MB",
-                db.snapshot().store().devices().len(),
-                db.snapshot().store().modules().len(),
-                db.snapshot().store().jobs().len(),
+                "{how} {} devices, {} modules, {} jobs in {:.2} s; resident memory {:.1} MB",
+                snap.count(CollectionKind::Devices),
+                snap.count(CollectionKind::Modules),
+                snap.count(CollectionKind::Jobs),
                 load_s,
                 rss as f64 / 1e6
             );
+            drop(snap);
             println!(
                 "{:<6} {:>12} {:>12} {:>10}",
                 "query", "median ms", "min ms", "rows"

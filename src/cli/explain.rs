@@ -1,13 +1,13 @@
 //! `twinql explain`: print how a query runs.
 
-use crate::cli::data::{DataArgs, load_database};
+use crate::cli::data::{DataArgs, check_store, load_database};
 use crate::cli::query::{Functions, report_query_error};
 use clap::Args;
 
 /// Arguments of `twinql explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// Where the twins come from.
+    /// Where the twins come from (`--data FILE…` or `--store DIR`).
     #[command(flatten)]
     pub data: DataArgs,
     /// Run the query and show estimated versus actual rows and the time per stage.
@@ -26,7 +26,11 @@ pub fn run_explain(args: ExplainArgs) -> i32 {
         Ok(db) => db,
         Err(code) => return code,
     };
-    match db.explain(&args.query, args.functions.into(), args.analyze) {
+    let explained = db.explain(&args.query, args.functions.into(), args.analyze);
+    if let Err(code) = check_store(&db) {
+        return code;
+    }
+    match explained {
         Ok(text) => {
             print!("{text}");
             0

@@ -8,8 +8,10 @@ pub mod data;
 pub mod demo;
 pub mod explain;
 pub mod r#gen;
+pub mod import;
 pub mod query;
 pub mod shell;
+pub mod soak;
 
 /// The IoT Hub twin query language, without a hub.
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the canonical form of a query.
     Fmt(check::FmtArgs),
-    /// Run a query over files of twins and print the rows.
+    /// Run a query over files of twins (or a store) and print the rows.
     Query(query::QueryArgs),
     /// Print the logical and physical plan of a query (and run it with --analyze).
     Explain(explain::ExplainArgs),
@@ -39,6 +41,12 @@ pub enum Command {
     Gen(r#gen::GenArgs),
     /// An interactive session: queries, plans, twin reads and writes, desired updates.
     Shell(shell::ShellArgs),
+    /// Load files of twins into a new store directory (a mapped segment and a log), to be
+    /// opened with `--store DIR` by the other commands.
+    Import(import::ImportArgs),
+    /// Write to a durable store until killed, printing each acknowledged write (crash testing).
+    #[command(hide = true)]
+    Soak(soak::SoakArgs),
 }
 
 /// Runs the command line; returns the process exit status.
@@ -60,5 +68,7 @@ pub fn main() -> i32 {
         Command::Demo(args) => demo::run_demo(args),
         Command::Gen(args) => r#gen::run_gen(args),
         Command::Shell(args) => shell::run_shell(args),
+        Command::Soak(args) => soak::run_soak(args),
+        Command::Import(args) => import::run_import(args),
     }
 }

@@ -1,6 +1,6 @@
 //! `twinql query`: run a query over files of twins.
 
-use crate::cli::data::{DataArgs, load_database};
+use crate::cli::data::{DataArgs, check_store, load_database};
 use crate::db::{Database, QueryError, QueryOptions};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -38,7 +38,7 @@ impl From<Functions> for FunctionSet {
 /// Arguments of `twinql query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Where the twins come from.
+    /// Where the twins come from (`--data FILE…` or `--store DIR`).
     #[command(flatten)]
     pub data: DataArgs,
     /// Output format.
@@ -80,6 +80,9 @@ pub fn run_query(args: QueryArgs) -> i32 {
     } else {
         all_rows(&db, &args.query, args.functions.into())
     };
+    if let Err(code) = check_store(&db) {
+        return code;
+    }
     match result {
         Ok(rows) => match print_rows(&rows, args.format) {
             Ok(()) => 0,

@@ -1,11 +1,12 @@
-//! `twinql shell`: an interactive session over twins in memory: queries, plans, reads, writes
-//! and desired-property notifications.
+//! `twinql shell`: an interactive session over twins in memory (or in a store directory,
+//! with `--store`, where writes are durable): queries, plans, reads, writes and
+//! desired-property notifications.
 //!
 //! Results go to stdout (rows, twins, acknowledgements, notifications); everything else
 //! (banner, timings, errors) goes to stderr, so a script piped into the shell gives parseable
 //! output.
 
-use crate::cli::data::{DataArgs, build_indexes, load_database};
+use crate::cli::data::{DataArgs, build_indexes, load_database, open_store};
 use crate::cli::query::{Functions, RowFormat, print_rows, report_query_error};
 use crate::db::{Database, DesiredUpdate, item_type};
 use crate::r#gen::{GenOptions, generate_bytes};
@@ -16,6 +17,7 @@ use rustyline::error::ReadlineError;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 use twinql_planner::functions::FunctionSet;
@@ -37,23 +39,28 @@ pub struct ShellArgs {
     /// over generated twins.
     #[arg(long = "data", value_name = "FILE")]
     pub data: Vec<PathBuf>,
-    /// Without `--data`: how many device twins to generate.
-    #[arg(long, value_name = "N", conflicts_with = "data")]
+    /// A store directory (instead of `--data`): opened (created if missing, with the default
+    /// indexes), and every write goes to its log durably. `compact` folds the log into a new
+    /// segment.
+    #[arg(long, value_name = "DIR", conflicts_with = "data")]
+    pub store: Option<PathBuf>,
+    /// Without `--data` or `--store`: how many device twins to generate.
+    #[arg(long, value_name = "N", conflicts_with_all = ["data", "store"])]
     pub count: Option<u64>,
-    /// Without `--data`: seed of the generator.
-    #[arg(long, value_name = "SEED", conflicts_with = "data")]
+    /// Without `--data` or `--store`: seed of the generator.
+    #[arg(long, value_name = "SEED", conflicts_with_all = ["data", "store"])]
     pub seed: Option<u64>,
     /// Load the valid documents and report the invalid ones instead of failing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub skip_invalid: bool,
     /// Index policy as JSON: `{"include": ["tags/*", …], "exclude": […]}`.
-    #[arg(long, value_name = "FILE", conflicts_with = "no_index")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_index", "store"])]
     pub index_policy: Option<PathBuf>,
     /// Build no indexes: every query scans.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub no_index: bool,
     /// Report the size of the indexes and how long they took to build (on stderr).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub verbose_index: bool,
     /// How rows are printed at first (`.format` changes it).
     #[arg(long, value_enum, default_value_t = RowFormat::Json)]
@@ -83,6 +90,7 @@ Commands (the command word is case-insensitive):
   subscribe ID                     print the twin's desired-property updates as they happen
   unsubscribe ID                   stop printing them
   count | stats                    number of twins (stats: also writes and subscriptions)
+  compact                          fold the log of the store into a new segment (--store)
   .format json|jsonl|table         how rows are printed
   .functions twin|extended         which functions queries may use
   help                             this text
@@ -90,8 +98,8 @@ Commands (the command word is case-insensitive):
 Lines starting with -- are comments.";
 
 const COMMANDS: &str = "SELECT, explain, get, create, delete, patch-tags, patch-desired, \
-patch-reported, patch-twin, replace-twin, subscribe, unsubscribe, count, stats, .format, \
-.functions, help, exit";
+patch-reported, patch-twin, replace-twin, subscribe, unsubscribe, count, stats, compact, \
+.format, .functions, help, exit";
 
 /// Runs `twinql shell`.
 pub fn run_shell(args: ShellArgs) -> i32 {
@@ -109,7 +117,10 @@ pub fn run_shell(args: ShellArgs) -> i32 {
         plural(snap.count(CollectionKind::Jobs), "job record"),
         start.elapsed().as_secs_f64()
     );
-    if args.data.is_empty() {
+    if let Some(r) = db.recovery().filter(|r| r.replayed > 0) {
+        note!("replayed {} from the log", plural(r.replayed, "write"));
+    }
+    if args.data.is_empty() && args.store.is_none() {
         note!("(generated data; use --data FILE to load your own twins)");
     }
     drop(snap);
@@ -119,6 +130,7 @@ pub fn run_shell(args: ShellArgs) -> i32 {
         format: args.format,
         functions: args.functions.into(),
         subscriptions: Vec::new(),
+        problems_seen: 0,
     };
     let mut input = Input::new();
     match session.repl(&mut input) {
@@ -131,12 +143,17 @@ pub fn run_shell(args: ShellArgs) -> i32 {
     }
 }
 
-/// Loads the `--data` files, or generates twins; returns the database and where its twins
-/// came from (for the banner).
-fn load(args: &ShellArgs) -> Result<(Database, String), i32> {
+/// Opens the `--store`, loads the `--data` files, or generates twins; returns the database
+/// and where its twins came from (for the banner).
+fn load(args: &ShellArgs) -> Result<(Arc<Database>, String), i32> {
+    if let Some(dir) = &args.store {
+        let db = open_store(dir, false)?;
+        return Ok((db, format!("opened from store {}", dir.display())));
+    }
     if !args.data.is_empty() {
         let data = DataArgs {
             data: args.data.clone(),
+            store: None,
             skip_invalid: args.skip_invalid,
             index_policy: args.index_policy.clone(),
             no_index: args.no_index,
@@ -170,7 +187,7 @@ fn load(args: &ShellArgs) -> Result<(Database, String), i32> {
         args.verbose_index,
     )?;
     Ok((
-        db,
+        Arc::new(db),
         format!("generated in memory (--count {count}, seed {seed})"),
     ))
 }
@@ -267,10 +284,12 @@ enum Flow {
 
 /// The state of one session.
 struct Session {
-    db: Database,
+    db: Arc<Database>,
     format: RowFormat,
     functions: FunctionSet,
     subscriptions: Vec<(TwinId, Receiver<DesiredUpdate>)>,
+    /// Problems found in the bytes of the store's segment already reported.
+    problems_seen: usize,
 }
 
 /// Splits off the first whitespace-separated word; the rest is trimmed at the start.
@@ -454,6 +473,7 @@ impl Session {
             }
         };
         self.drain_notifications()?;
+        self.report_problems();
         Ok(flow)
     }
 
@@ -488,6 +508,7 @@ impl Session {
             "unsubscribe" => self.unsubscribe(rest),
             "count" => self.count(false),
             "stats" => self.count(true),
+            "compact" => self.compact(rest),
             ".format" | "format" => self.set_format(rest),
             ".functions" | "functions" => self.set_functions(rest),
             "help" | ".help" | "?" | "\\h" => out(HELP),
@@ -715,6 +736,19 @@ impl Session {
         Ok(())
     }
 
+    /// Reports corruption met in the store's segment since the last command: the documents
+    /// in a corrupt part read as empty, so the output of that command is not to be trusted.
+    fn report_problems(&mut self) {
+        let problems = self.db.snapshot().store().problems();
+        if problems.len() > self.problems_seen {
+            for p in &problems[self.problems_seen..] {
+                note!("error: the store is corrupt: {p}");
+            }
+            note!("  the output of this command may be incomplete");
+            self.problems_seen = problems.len();
+        }
+    }
+
     fn count(&self, stats: bool) -> io::Result<()> {
         let snap = self.db.snapshot();
         let mut text = format!(
@@ -732,8 +766,39 @@ impl Session {
                 format_name(self.format),
                 functions_name(self.functions)
             ));
+            if let Some(dir) = self.db.store_dir() {
+                text.push_str(&format!(
+                    "\nstore: {}, log: {} bytes",
+                    dir.display(),
+                    self.db.log_bytes().unwrap_or(0)
+                ));
+            }
         }
         out(&text)
+    }
+
+    fn compact(&self, rest: &str) -> io::Result<()> {
+        if !rest.trim().is_empty() {
+            note!("error: usage: compact");
+            return Ok(());
+        }
+        if self.db.store_dir().is_none() {
+            note!("error: compact needs a store: start the shell with --store DIR");
+            return Ok(());
+        }
+        let before = self.db.log_bytes().unwrap_or(0);
+        let start = Instant::now();
+        match self.db.compact_store() {
+            Ok(true) => out(&format!(
+                "ok: compacted {before} bytes of log into a new segment in {:.2} s",
+                start.elapsed().as_secs_f64()
+            )),
+            Ok(false) => out("ok: nothing to compact (the log is empty)"),
+            Err(e) => {
+                note!("error: {e}");
+                Ok(())
+            }
+        }
     }
 
     fn set_format(&mut self, rest: &str) -> io::Result<()> {

@@ -1,7 +1,8 @@
 //! Golden tests of `twinql check` and `twinql fmt`, running the real binary.
 //!
-//! Outputs are insta snapshots under `tests/snapshots/`; after an intended change, review and
-//! accept them with `cargo insta review` (or `INSTA_UPDATE=always cargo test --test cli_check`).
+//! Outputs are insta snapshots under `tests/it/snapshots/`; after an intended change, review
+//! and accept them with `cargo insta review` (or
+//! `INSTA_UPDATE=always cargo test --test it cli_check::`).
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! patches, the index (base + delta) answers exactly as a full scan of the same snapshot, and
 //! both answer exactly as a database freshly loaded from the written twins.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use std::sync::OnceLock;

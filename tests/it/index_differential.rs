@@ -1,9 +1,7 @@
 //! Differential property tests: over generated twins and generated queries, the indexed plan,
 //! the full scan, a sequential run and the paged API all return exactly the same rows.
 
-mod common;
-
-use common::query;
+use crate::common::query;
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use twinql::db::Access;

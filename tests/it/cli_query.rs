@@ -1,8 +1,8 @@
 //! Golden tests of `twinql query`, `explain`, `bench` and `demo`, running the real binary over
 //! a small fixture of twins (`tests/fixtures/twins.jsonl`).
 //!
-//! Outputs are insta snapshots under `tests/snapshots/`; accept intended changes with
-//! `cargo insta review` (or `INSTA_UPDATE=always cargo test --test cli_query`).
+//! Outputs are insta snapshots under `tests/it/snapshots/`; accept intended changes with
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test --test it cli_query::`).
 
 use std::process::{Command, Output};
 
