@@ -431,6 +431,35 @@ pub fn create_store(
     store: &Store,
     index: Option<&StoreIndex>,
 ) -> Result<(), StoreError> {
+    create_store_with(dir, |path| {
+        write_segment_file(store, index, SegmentInfo::default(), path)
+    })
+}
+
+/// Creates a store directory holding `store` and the indexes `build` makes; they are built
+/// on another thread while the documents are written, and returned.
+pub fn create_store_building(
+    dir: &Path,
+    store: &Store,
+    build: impl FnOnce() -> Option<StoreIndex> + Send,
+) -> Result<Option<StoreIndex>, StoreError> {
+    let mut built = None;
+    create_store_with(dir, |path| {
+        built = twinql_store::segment::write_segment_file_building(
+            store,
+            SegmentInfo::default(),
+            path,
+            build,
+        )?;
+        Ok(())
+    })?;
+    Ok(built)
+}
+
+fn create_store_with(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> Result<(), SegmentError>,
+) -> Result<(), StoreError> {
     let _lock = lock_dir(dir)?;
     if read_current(dir)?.is_some() {
         return Err(StoreError::Exists {
@@ -438,7 +467,7 @@ pub fn create_store(
         });
     }
     let seg = seg_name(1);
-    write_segment_file(store, index, SegmentInfo::default(), &dir.join(&seg))?;
+    write(&dir.join(&seg))?;
     let wal = wal_name(1);
     let wal_path = dir.join(&wal);
     if wal_path.exists() {

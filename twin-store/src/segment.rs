@@ -157,6 +157,17 @@ pub fn write_segment(
     info: SegmentInfo,
     path: &Path,
 ) -> Result<(), SegmentError> {
+    write_segment_inner(store, info, path, || Ok(index)).map(drop)
+}
+
+/// Writes the documents, then takes the indexes from `get_index` (the documents' bytes are
+/// synced while it runs, so an index built meanwhile overlaps the write), then writes them.
+fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
+    store: &Store,
+    info: SegmentInfo,
+    path: &Path,
+    get_index: impl FnOnce() -> Result<Option<R>, SegmentError>,
+) -> Result<Option<R>, SegmentError> {
     let io = |source| SegmentError::Io {
         path: path.to_path_buf(),
         source,
@@ -265,8 +276,12 @@ pub fn write_segment(
         .map_err(io)?;
     }
 
+    // The documents are written: sync them while the indexes are finished elsewhere.
+    out.w.flush().map_err(io)?;
+    file.sync_data().map_err(io)?;
+    let held = get_index()?;
     // Indexes: the directory, then each path's postings.
-    if let Some(index) = index {
+    if let Some(index) = held.as_ref().map(|r| r.borrow()) {
         let mut blobs: Vec<Vec<u8>> = Vec::new();
         let mut dir = Vec::new();
         {
@@ -348,7 +363,7 @@ pub fn write_segment(
     w.seek(SeekFrom::Start(0)).map_err(io)?;
     w.write_all(&h).map_err(io)?;
     w.sync_all().map_err(io)?;
-    Ok(())
+    Ok(held)
 }
 
 /// Writes one section through `body`, recording its table entry.
@@ -407,6 +422,39 @@ pub fn write_segment_file(
     })?;
     sync_dir(path);
     Ok(())
+}
+
+/// Builds the indexes with `build` on another thread while the documents of `store` are
+/// written (a segment as [`write_segment_file`] writes it), and returns them.
+pub fn write_segment_file_building(
+    store: &Store,
+    info: SegmentInfo,
+    path: &Path,
+    build: impl FnOnce() -> Option<StoreIndex> + Send,
+) -> Result<Option<StoreIndex>, SegmentError> {
+    let tmp = tmp_path(path);
+    let index = std::thread::scope(|s| {
+        let worker = s.spawn(build);
+        write_segment_inner(store, info, &tmp, || {
+            worker.join().map_err(|_| SegmentError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                message: "building the indexes failed".into(),
+            })
+        })
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| SegmentError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    sync_dir(path);
+    Ok(index)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
 }
 
 /// Syncs the directory holding `path` (so a rename in it is durable); errors are ignored
