@@ -11,6 +11,8 @@ use twinql_store::mapped::MappedFile;
 use twinql_store::segment::read_segment;
 
 fuzz_target!(|data: &[u8]| {
+    // The same bytes as a tape: whatever passes the check reads without panicking.
+    twinql_store::segment::fuzz_tape(data);
     let Ok(file) = MappedFile::from_bytes(Path::new("fuzz.tqs"), data) else {
         return;
     };

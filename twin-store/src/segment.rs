@@ -41,7 +41,7 @@ use crate::dict::KeyDict;
 use crate::index::{CollectionIndex, LazyPath, PathIndex, Postings, StoreIndex};
 use crate::mapped::{DocChecks, MappedFile};
 use crate::store::{CollData, CollectionKind, DocLoc, LazyChunk, MappedHashes, Store};
-use crate::tape::Chunk;
+use crate::tape::{Chunk, check_tape};
 
 /// The first eight bytes of a segment.
 pub const MAGIC: &[u8; 8] = b"TWQLSEG\0";
@@ -924,4 +924,58 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
         info,
         file,
     })
+}
+
+/// Fuzzing support: checks `bytes` as a tape (8 member names, 4 doubles) and, when it passes,
+/// reads every node of it every way the engine does (JSON text, members, elements, values,
+/// copies into owned trees). Returns the number of top-level nodes read. Never panics.
+#[doc(hidden)]
+pub fn fuzz_tape(bytes: &[u8]) -> usize {
+    use twinql_planner::value::Node;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return 0;
+    };
+    let Ok(starts) = check_tape(bytes, 8, 4) else {
+        return 0;
+    };
+    let mut dict = KeyDict::default();
+    for i in 0..8 {
+        dict.intern(&format!("k{i}"));
+    }
+    let chunk = Chunk {
+        tape: text.into(),
+        floats: vec![1.5, -0.0, 1e300, f64::MIN_POSITIVE].into_boxed_slice(),
+        keys: (0..8).collect(),
+    };
+    fn visit(n: crate::NodeRef<'_>, depth: usize) {
+        let _ = (
+            n.kind(),
+            n.as_bool(),
+            n.as_f64(),
+            n.as_str(),
+            n.number_text(),
+        );
+        if depth > crate::tape::CHECK_MAX_DEPTH {
+            return;
+        }
+        for (_, _, v) in n.members() {
+            visit(v, depth + 1);
+        }
+        for v in n.elements() {
+            visit(v, depth + 1);
+        }
+    }
+    let mut names = crate::NameCache::default();
+    for &pos in &starts {
+        let n = crate::NodeRef {
+            chunk: &chunk,
+            tape: text,
+            dict: &dict,
+            pos,
+        };
+        let _ = n.to_json_string();
+        visit(n, 0);
+        let _ = crate::Doc::from_tape(n, &mut names).to_json_string();
+    }
+    starts.len()
 }
