@@ -1,7 +1,8 @@
 //! Read-only memory maps of store files: the only place this crate uses `unsafe`.
 //!
-//! A segment file is mapped once and shared; document tapes are handed out as [`MappedStr`]s,
-//! which can only be made from bytes that were checked to be UTF-8.
+//! A segment file is mapped once and shared. A mapped document's text is handed out only
+//! after its bytes were checked (see `DocChecks`): the one other `unsafe` here turns those
+//! checked bytes into `&str` without checking them again on every read.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -70,54 +71,6 @@ impl MappedFile {
     /// Asks the kernel to read the whole file ahead (for scans).
     pub fn will_need(&self) {
         let _ = self.map.advise(memmap2::Advice::WillNeed);
-    }
-}
-
-/// A range of a mapped file known to be valid UTF-8.
-#[derive(Clone)]
-pub struct MappedStr {
-    file: Arc<MappedFile>,
-    start: usize,
-    len: usize,
-}
-
-impl std::fmt::Debug for MappedStr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedStr")
-            .field("start", &self.start)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
-impl MappedStr {
-    /// The bytes `start..start + len` of `file`, if they are in the file and valid UTF-8.
-    pub fn new(
-        file: Arc<MappedFile>,
-        start: usize,
-        len: usize,
-    ) -> Result<MappedStr, std::str::Utf8Error> {
-        let bytes = start
-            .checked_add(len)
-            .and_then(|end| file.bytes().get(start..end))
-            .unwrap_or_default();
-        std::str::from_utf8(bytes)?;
-        let len = bytes.len();
-        Ok(MappedStr { file, start, len })
-    }
-
-    /// The text.
-    #[inline(always)]
-    pub fn as_str(&self) -> &str {
-        let bytes = self
-            .file
-            .bytes()
-            .get(self.start..self.start + self.len)
-            .unwrap_or_default();
-        // SAFETY: `new` is the only constructor; it checked that exactly these bytes are
-        // UTF-8 (an empty range otherwise), and the mapped bytes never change (see
-        // `MappedFile::open`).
-        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
 
