@@ -30,8 +30,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -180,8 +179,9 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
             message: "a segment is written from a loaded store, not a mapped one".into(),
         });
     }
+    let file = std::fs::File::create(path).map_err(io)?;
     let mut out = Out {
-        w: SegFile::create(path).map_err(io)?,
+        w: BufWriter::with_capacity(1 << 20, &file),
         pos: 0,
         crc: crc32fast::Hasher::new(),
     };
@@ -277,7 +277,8 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
     }
 
     // The documents are written: sync them while the indexes are finished elsewhere.
-    out.w.sync_data().map_err(io)?;
+    out.w.flush().map_err(io)?;
+    file.sync_data().map_err(io)?;
     let held = get_index()?;
     // Indexes: the directory, then each path's postings.
     if let Some(index) = held.as_ref().map(|r| r.borrow()) {
@@ -348,7 +349,7 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
     t.extend_from_slice(&tcrc.to_le_bytes());
     out.put(&t).map_err(io)?;
     let file_len = out.pos;
-    let w = out.w;
+    let mut w = out.w.into_inner().map_err(|e| io(e.into_error()))?;
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -359,138 +360,10 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
     h[48..56].copy_from_slice(&info.generation.to_le_bytes());
     let hcrc = crc32fast::hash(&h[..56]);
     h[56..60].copy_from_slice(&hcrc.to_le_bytes());
-    w.finish(&h).map_err(io)?;
+    w.seek(SeekFrom::Start(0)).map_err(io)?;
+    w.write_all(&h).map_err(io)?;
+    w.sync_all().map_err(io)?;
     Ok(held)
-}
-
-/// Alignment and size of direct writes.
-const ALIGN: usize = 4096;
-const DIRECT_BUF: usize = 8 << 20;
-/// `O_DIRECT` on Linux x86-64 (other targets write buffered).
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-const O_DIRECT: i32 = 0o40000;
-
-/// The segment file being written. Segments are written once and mapped later, so the bytes
-/// go to the device directly (`O_DIRECT`, from an aligned buffer) where the system allows it:
-/// copying a gigabyte into the page cache costs seconds of CPU that an import would rather
-/// spend building indexes. Elsewhere (or if the file system refuses) writes are buffered.
-struct SegFile {
-    file: std::fs::File,
-    path: PathBuf,
-    direct: bool,
-    /// Backing store of the aligned buffer (`buf[start..start + DIRECT_BUF]`).
-    buf: Vec<u8>,
-    start: usize,
-    fill: usize,
-    /// Bytes handed to the file so far (a multiple of `ALIGN` when direct).
-    written: u64,
-    /// The first `ALIGN` bytes of the file, for rewriting the header at the end.
-    first: Vec<u8>,
-}
-
-impl SegFile {
-    fn create(path: &Path) -> std::io::Result<SegFile> {
-        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        let direct = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(O_DIRECT)
-            .open(path)
-            .ok();
-        #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-        let direct: Option<std::fs::File> = None;
-        let (file, is_direct) = match direct {
-            Some(f) => (f, true),
-            None => (std::fs::File::create(path)?, false),
-        };
-        let buf = vec![0u8; DIRECT_BUF + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        Ok(SegFile {
-            file,
-            path: path.to_path_buf(),
-            direct: is_direct,
-            buf,
-            start,
-            fill: 0,
-            written: 0,
-            first: Vec::with_capacity(ALIGN),
-        })
-    }
-
-    /// Writes `len` bytes of the buffer (a multiple of `ALIGN` when direct); falls back to
-    /// buffered writes if the device refuses a direct one.
-    fn write_out(&mut self, len: usize) -> std::io::Result<()> {
-        let data = &self.buf[self.start..self.start + len];
-        if self.direct {
-            match self.file.write_all_at(data, self.written) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(22) => {
-                    // EINVAL: no direct I/O here; carry on buffered.
-                    self.direct = false;
-                    self.file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
-                    self.file.write_all_at(data, self.written)?;
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            self.file.write_all_at(data, self.written)?;
-        }
-        self.written += len as u64;
-        Ok(())
-    }
-
-    fn sync_data(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
-    }
-
-    /// Writes what is left, puts `header` at the start, cuts the file to its length, syncs.
-    fn finish(mut self, header: &[u8]) -> std::io::Result<()> {
-        let len = self.written + self.fill as u64;
-        if self.fill > 0 {
-            let padded = if self.direct {
-                self.fill.div_ceil(ALIGN) * ALIGN
-            } else {
-                self.fill
-            };
-            self.buf[self.start + self.fill..self.start + padded].fill(0);
-            self.write_out(padded)?;
-        }
-        let mut block = std::mem::take(&mut self.first);
-        block[..header.len()].copy_from_slice(header);
-        if self.direct {
-            block.resize(ALIGN, 0);
-            let n = block.len();
-            self.buf[self.start..self.start + n].copy_from_slice(&block);
-            let data = &self.buf[self.start..self.start + n];
-            self.file.write_all_at(data, 0)?;
-        } else {
-            self.file.write_all_at(&block, 0)?;
-        }
-        self.file.set_len(len)?;
-        self.file.sync_all()
-    }
-}
-
-impl Write for SegFile {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.first.len() < ALIGN {
-            let n = (ALIGN - self.first.len()).min(data.len());
-            self.first.extend_from_slice(&data[..n]);
-        }
-        let n = (DIRECT_BUF - self.fill).min(data.len());
-        self.buf[self.start + self.fill..self.start + self.fill + n].copy_from_slice(&data[..n]);
-        self.fill += n;
-        if self.fill == DIRECT_BUF {
-            self.write_out(DIRECT_BUF)?;
-            self.fill = 0;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Writes one section through `body`, recording its table entry.
