@@ -1,6 +1,6 @@
 //! The parser: tokens to syntax tree, by recursive descent with precedence climbing.
 //!
-//! Binary operators go through one loop ([`Parser::binary`]) that is iterative along a chain
+//! Binary operators go through one loop (`Parser::binary`) that is iterative along a chain
 //! (`a AND b AND c …` does not recurse per operand) and recurses only to climb to a tighter
 //! operator, so the native stack grows with *nesting* (parentheses, `NOT`, signs, calls, arrays),
 //! which is capped at [`MAX_DEPTH`].

@@ -1,5 +1,5 @@
 //! Message-routing conditions end to end: the static type check the routing engine runs when a
-//! route is saved, compilation for [`eval`](crate::eval) in [`Mode::Routing`], and a
+//! route is saved, compilation for [`eval`] in [`Mode::Routing`], and a
 //! [`Message`] to evaluate conditions against (spec §1.7, §3.2–§3.4, §7).
 //!
 //! The rules follow the Azure IoT Edge routing engine (IoT Hub's message-routing condition
