@@ -110,7 +110,7 @@ fn killed_writers_lose_no_acknowledged_write() {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut total_acks = 0u64;
     let mut runs = 0;
-    for round in 0..14 {
+    for round in 0..30 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -195,7 +195,7 @@ fn killed_writers_lose_no_acknowledged_write() {
         check(&dir, &known);
         runs += 1;
     }
-    assert_eq!(runs, 14);
+    assert_eq!(runs, 30);
     assert!(
         total_acks > 500,
         "the writers acknowledged only {total_acks} writes"
