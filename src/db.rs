@@ -586,7 +586,10 @@ pub(crate) fn export_all(snap: &Snapshot) -> (String, String) {
 }
 
 /// A store (and indexes under `policy`) over exported documents.
-fn rebuild(text: &(String, String), policy: Option<&IndexPolicy>) -> (Store, Option<StoreIndex>) {
+pub(crate) fn rebuild(
+    text: &(String, String),
+    policy: Option<&IndexPolicy>,
+) -> (Store, Option<StoreIndex>) {
     let mut store = Store::new();
     let opts = LoadOptions {
         progress: false,

@@ -657,23 +657,8 @@ impl Database {
         // 2. Write the new segment from the snapshot (outside any lock).
         let text = crate::db::export_all(&snap);
         drop(snap);
-        let mut store = Store::new();
-        let lenient = LoadOptions {
-            progress: false,
-            skip_invalid: true,
-            ..LoadOptions::default()
-        };
-        let _ = store.load_bytes("<compacted twins>", text.0.as_bytes(), &lenient);
-        let _ = store.load_bytes(
-            "<compacted jobs>",
-            text.1.as_bytes(),
-            &LoadOptions {
-                kind: DocKind::Jobs,
-                ..lenient
-            },
-        );
+        let (store, index) = crate::db::rebuild(&text, policy.as_ref());
         drop(text);
-        let index = policy.as_ref().map(|p| StoreIndex::build(&store, p));
         let seg = seg_name(file_number(&old_segment) + 1);
         let info = SegmentInfo {
             seq: new_wal.1 - 1,

@@ -30,6 +30,34 @@ fn entry<'k>(known: &'k mut HashMap<String, Known>, dev: &str) -> &'k mut Known 
     k
 }
 
+/// Takes one line of the writer's output into `known`; `false` for a line it does not know.
+fn record(known: &mut HashMap<String, Known>, line: &str, total_acks: &mut u64) -> bool {
+    let parts: Vec<&str> = line.split(' ').collect();
+    match parts.as_slice() {
+        ["ready"] => {}
+        ["ack", dev, n, _version] => {
+            let k = entry(known, dev);
+            k.acked = Some(Some(n.parse().expect("number")));
+            k.pending = None;
+            *total_acks += 1;
+        }
+        ["creating", dev] => entry(known, dev).pending = Some("create"),
+        ["created", dev] => {
+            let k = entry(known, dev);
+            k.acked = Some(Some(0));
+            k.pending = None;
+        }
+        ["deleting", dev] => entry(known, dev).pending = Some("delete"),
+        ["deleted", dev] => {
+            let k = entry(known, dev);
+            k.acked = Some(None);
+            k.pending = None;
+        }
+        _ => return false,
+    }
+    true
+}
+
 fn reopen(dir: &Path) -> std::sync::Arc<Database> {
     Database::open_with(
         dir,
@@ -134,29 +162,10 @@ fn killed_writers_lose_no_acknowledged_write() {
         let mut lines = BufReader::new(stdout).lines();
         let mut seen = 0u64;
         while let Some(Ok(line)) = lines.next() {
-            let parts: Vec<&str> = line.split(' ').collect();
-            match parts.as_slice() {
-                ["ready"] => {}
-                ["ack", dev, n, _version] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(Some(n.parse().expect("number")));
-                    k.pending = None;
-                    total_acks += 1;
-                }
-                ["creating", dev] => entry(&mut known, dev).pending = Some("create"),
-                ["created", dev] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(Some(0));
-                    k.pending = None;
-                }
-                ["deleting", dev] => entry(&mut known, dev).pending = Some("delete"),
-                ["deleted", dev] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(None);
-                    k.pending = None;
-                }
-                other => panic!("unexpected line from the writer: {other:?}"),
-            }
+            assert!(
+                record(&mut known, &line, &mut total_acks),
+                "unexpected line from the writer: {line:?}"
+            );
             seen += 1;
             if seen >= stop_after {
                 break;
@@ -166,28 +175,7 @@ fn killed_writers_lose_no_acknowledged_write() {
         let _ = child.wait();
         // Drain what the child wrote before it died: those writes were acknowledged too.
         for line in lines.map_while(Result::ok) {
-            let parts: Vec<&str> = line.split(' ').collect();
-            match parts.as_slice() {
-                ["ack", dev, n, _] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(Some(n.parse().expect("number")));
-                    k.pending = None;
-                    total_acks += 1;
-                }
-                ["creating", dev] => entry(&mut known, dev).pending = Some("create"),
-                ["created", dev] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(Some(0));
-                    k.pending = None;
-                }
-                ["deleting", dev] => entry(&mut known, dev).pending = Some("delete"),
-                ["deleted", dev] => {
-                    let k = entry(&mut known, dev);
-                    k.acked = Some(None);
-                    k.pending = None;
-                }
-                _ => {}
-            }
+            record(&mut known, &line, &mut total_acks);
         }
         for k in known.values_mut() {
             k.kills_since += 1;

@@ -294,8 +294,6 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
                 None => e.u8(0),
             }
         }
-        let dir_len_without_paths = dir.len();
-        let _ = dir_len_without_paths;
         // Offsets are relative to the start of the index data section.
         let mut at = 0u64;
         for kind in CollectionKind::ALL {
@@ -588,11 +586,8 @@ impl PathSrc {
         let n = self.docs;
         let bad = |b: &roaring::RoaringBitmap| b.max().is_some_and(|m| m >= n);
         let mut out_of_range = bad(&p.defined) || bad(&p.trues) || p.kinds.iter().any(bad);
-        for post in [
-            postings_bitmaps_str(&p.strings),
-            postings_bitmaps_num(&p.numbers),
-        ] {
-            out_of_range |= post.0.iter().any(|b| bad(b)) || post.1.iter().any(|&id| id >= n);
+        for (bitmaps, ids) in [postings_parts(&p.strings), postings_parts(&p.numbers)] {
+            out_of_range |= bitmaps.iter().any(|b| bad(b)) || ids.iter().any(|&id| id >= n);
         }
         if out_of_range {
             return Err(err(
@@ -604,14 +599,8 @@ impl PathSrc {
     }
 }
 
-fn postings_bitmaps_str(p: &Postings<Box<str>>) -> (Vec<&roaring::RoaringBitmap>, &[u32]) {
-    match p {
-        Postings::Dict(d) => (d.iter().map(|(_, b)| b).collect(), &[]),
-        Postings::Sorted { ids, blocks } => (blocks.iter().collect(), ids),
-    }
-}
-
-fn postings_bitmaps_num(p: &Postings<f64>) -> (Vec<&roaring::RoaringBitmap>, &[u32]) {
+/// The bitmaps and the sorted ids of a posting list.
+fn postings_parts<V>(p: &Postings<V>) -> (Vec<&roaring::RoaringBitmap>, &[u32]) {
     match p {
         Postings::Dict(d) => (d.iter().map(|(_, b)| b).collect(), &[]),
         Postings::Sorted { ids, blocks } => (blocks.iter().collect(), ids),
@@ -886,13 +875,15 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
                     let crc = d.u32("postings checksum").map_err(fmt)?;
                     let entries = d.u64("postings entries").map_err(fmt)?;
                     let bytes = d.u64("postings bytes").map_err(fmt)?;
-                    let range = off
+                    if off
                         .checked_add(len)
-                        .filter(|&end| end <= (xe - xo) as u64)
-                        .ok_or_else(|| {
-                            corrupt(at, "index postings outside the index data section".into())
-                        })?;
-                    let _ = range;
+                        .is_none_or(|end| end > (xe - xo) as u64)
+                    {
+                        return Err(corrupt(
+                            at,
+                            "index postings outside the index data section".into(),
+                        ));
+                    }
                     let lazy = LazyPath {
                         cell: std::sync::OnceLock::new(),
                         src: Some(PathSrc {
