@@ -390,14 +390,29 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    // A lock is a property of the open file, and a child process of this one holds a copy of
+    // every descriptor between fork and exec: a store just closed here can look locked for
+    // that moment. Wait such a moment out before calling the store taken.
+    let mut waited = Duration::ZERO;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(10));
+                waited += Duration::from_millis(10);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
     }
 }
+
+/// How long opening waits for a store's lock before refusing.
+const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
 /// Loads JSON Lines / arrays of twins (and job records) into a store laid out for a segment.
 pub fn load_for_import(
