@@ -393,20 +393,58 @@ const DICT_MAX: usize = 4096;
 
 /// Values of one kind at one path, collected while walking a chunk.
 enum Collect<V> {
-    Dict(HashMap<V, Vec<u32>, FxBuild>),
+    /// Few distinct values so far: each numbered in order of first sight, and the entries as
+    /// (value number, document) in document order.
+    Dict {
+        number: HashMap<V, u32, FxBuild>,
+        values: Vec<V>,
+        entries: Vec<(u32, u32)>,
+    },
     Pairs(Vec<(V, u32)>),
 }
 
 impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
     fn new() -> Self {
-        Collect::Dict(HashMap::default())
+        Collect::Dict {
+            number: HashMap::default(),
+            values: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 
     /// The chunk's postings: a small dictionary of bitmaps, or the (value, document) pairs.
     fn finish(self) -> ChunkPostings<V> {
         match self {
-            Collect::Dict(d) => {
-                ChunkPostings::Dict(d.into_iter().map(|(k, v)| (k, bitmap_of(v))).collect())
+            Collect::Dict {
+                values, entries, ..
+            } => {
+                // A counting sort by value number keeps each value's documents ascending.
+                let mut start = vec![0u32; values.len() + 1];
+                for &(v, _) in &entries {
+                    start[v as usize + 1] += 1;
+                }
+                for i in 1..start.len() {
+                    start[i] += start[i - 1];
+                }
+                let bounds = start.clone();
+                let mut docs = vec![0u32; entries.len()];
+                for &(v, d) in &entries {
+                    let at = &mut start[v as usize];
+                    docs[*at as usize] = d;
+                    *at += 1;
+                }
+                ChunkPostings::Dict(
+                    values
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, k)| {
+                            let list = &docs[bounds[i] as usize..bounds[i + 1] as usize];
+                            let b = RoaringBitmap::from_sorted_iter(list.iter().copied())
+                                .unwrap_or_default();
+                            (k, b)
+                        })
+                        .collect(),
+                )
             }
             Collect::Pairs(p) => ChunkPostings::Pairs(p),
         }
@@ -415,16 +453,20 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
     #[inline]
     fn push(&mut self, v: V, doc: u32) {
         match self {
-            Collect::Dict(d) => {
-                if let Some(list) = d.get_mut(&v) {
-                    list.push(doc);
-                } else if d.len() < CHUNK_DICT_MAX {
-                    d.insert(v, vec![doc]);
+            Collect::Dict {
+                number,
+                values,
+                entries,
+            } => {
+                if let Some(&i) = number.get(&v) {
+                    entries.push((i, doc));
+                } else if values.len() < CHUNK_DICT_MAX {
+                    number.insert(v, values.len() as u32);
+                    entries.push((values.len() as u32, doc));
+                    values.push(v);
                 } else {
-                    let mut pairs: Vec<(V, u32)> = Vec::new();
-                    for (k, docs) in d.drain() {
-                        pairs.extend(docs.into_iter().map(|x| (k, x)));
-                    }
+                    let mut pairs: Vec<(V, u32)> = Vec::with_capacity(entries.len() * 2);
+                    pairs.extend(entries.iter().map(|&(i, d)| (values[i as usize], d)));
                     pairs.push((v, doc));
                     *self = Collect::Pairs(pairs);
                 }
@@ -487,10 +529,25 @@ impl<'a> Slot<'a> {
 
 /// A node of the path trie a walker keeps: which paths are indexed, and where their slot is.
 struct TrieNode {
+    /// Children in order of first sight, as (key id, node).
+    order: Vec<(u32, u32)>,
+    /// Key id to position in `order`.
     children: HashMap<u32, u32, FxBuild>,
     covered: bool,
     descend: bool,
     slot: u32,
+}
+
+impl TrieNode {
+    fn new(covered: bool, descend: bool, slot: u32) -> TrieNode {
+        TrieNode {
+            order: Vec::new(),
+            children: HashMap::default(),
+            covered,
+            descend,
+            slot,
+        }
+    }
 }
 
 struct Walker<'p, 'a> {
@@ -498,7 +555,6 @@ struct Walker<'p, 'a> {
     store: &'a Store,
     nodes: Vec<TrieNode>,
     slots: Vec<(Box<[u32]>, Slot<'a>)>,
-    names: Vec<&'a str>,
     ids: Vec<u32>,
     /// Key ids met so far in the object being visited at each depth.
     seen: Vec<Vec<u32>>,
@@ -509,26 +565,25 @@ impl<'p, 'a> Walker<'p, 'a> {
         Walker {
             policy,
             store,
-            nodes: vec![TrieNode {
-                children: HashMap::default(),
-                covered: false,
-                descend: true,
-                slot: u32::MAX,
-            }],
+            nodes: vec![TrieNode::new(false, true, u32::MAX)],
             slots: Vec::new(),
-            names: Vec::new(),
             ids: Vec::new(),
             seen: Vec::new(),
         }
     }
 
-    /// The trie node of `parent`'s child `key`, made (and classified) on first sight.
-    fn child(&mut self, parent: u32, key: u32) -> u32 {
-        if let Some(&c) = self.nodes[parent as usize].children.get(&key) {
-            return c;
+    /// The position in `parent`'s children and the trie node of its child `key` (the last of
+    /// `self.ids`), made and classified on first sight.
+    fn child(&mut self, parent: u32, key: u32) -> (usize, u32) {
+        if let Some(&at) = self.nodes[parent as usize].children.get(&key) {
+            return (
+                at as usize,
+                self.nodes[parent as usize].order[at as usize].1,
+            );
         }
-        let covered = self.policy.covers(&self.names);
-        let descend = self.policy.may_cover_below(&self.names);
+        let names: Vec<&str> = self.ids.iter().map(|&k| self.store.key_name(k)).collect();
+        let covered = self.policy.covers(&names);
+        let descend = self.policy.may_cover_below(&names);
         let slot = if covered {
             self.slots
                 .push((self.ids.clone().into_boxed_slice(), Slot::new()));
@@ -537,14 +592,12 @@ impl<'p, 'a> Walker<'p, 'a> {
             u32::MAX
         };
         let id = self.nodes.len() as u32;
-        self.nodes.push(TrieNode {
-            children: HashMap::default(),
-            covered,
-            descend,
-            slot,
-        });
-        self.nodes[parent as usize].children.insert(key, id);
-        id
+        self.nodes.push(TrieNode::new(covered, descend, slot));
+        let p = &mut self.nodes[parent as usize];
+        let at = p.order.len();
+        p.order.push((key, id));
+        p.children.insert(key, at as u32);
+        (at, id)
     }
 
     fn visit(&mut self, doc: u32, node: NodeRef<'a>, trie: u32) {
@@ -555,6 +608,9 @@ impl<'p, 'a> Walker<'p, 'a> {
         self.seen[depth].clear();
         // A 64-bit filter over the ids seen, so the exact check runs only on a likely repeat.
         let mut filter = 0u64;
+        // Documents of one shape list members in the same order: try the child after the
+        // previous member's before looking the key up.
+        let mut cursor = 0usize;
         for (_, id, child) in node.members() {
             // A repeated member name: lookups find the first one, so only it is indexed.
             let bit = 1u64 << (id & 63);
@@ -563,9 +619,18 @@ impl<'p, 'a> Walker<'p, 'a> {
             }
             filter |= bit;
             self.seen[depth].push(id);
-            self.names.push(self.store.key_name(id));
             self.ids.push(id);
-            let t = self.child(trie, id);
+            let t = match self.nodes[trie as usize].order.get(cursor) {
+                Some(&(k, c)) if k == id => {
+                    cursor += 1;
+                    c
+                }
+                _ => {
+                    let (at, c) = self.child(trie, id);
+                    cursor = at + 1;
+                    c
+                }
+            };
             let (covered, descend, slot) = {
                 let n = &self.nodes[t as usize];
                 (n.covered, n.descend, n.slot)
@@ -588,7 +653,6 @@ impl<'p, 'a> Walker<'p, 'a> {
             if kind == Kind::Object && descend {
                 self.visit(doc, child, t);
             }
-            self.names.pop();
             self.ids.pop();
         }
     }
@@ -607,15 +671,19 @@ fn bitmap_of(mut v: Vec<u32>) -> RoaringBitmap {
     RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
 }
 
+/// An order-preserving prefix of a value: the first 32 bytes of a string, or a number's bits
+/// in `f64::total_cmp` order. Values with equal keys are compared in full.
+type SortKey = u128;
+
 /// Builds the postings of one kind from the chunks' postings.
 fn postings<V, O>(
     parts: Vec<ChunkPostings<V>>,
     cmp: impl Fn(&V, &V) -> Ordering + Sync,
-    sort_key: impl Fn(&V) -> u128 + Sync,
+    sort_key: impl Fn(&V) -> SortKey + Sync,
     own: impl Fn(V) -> O,
 ) -> Postings<O>
 where
-    V: std::hash::Hash + Eq + Copy + Send,
+    V: std::hash::Hash + Eq + Copy + Send + Sync,
 {
     if parts.iter().all(|p| matches!(p, ChunkPostings::Dict(_))) {
         let mut dict: HashMap<V, RoaringBitmap, FxBuild> = HashMap::default();
@@ -635,9 +703,135 @@ where
             return Postings::Dict(entries.into_iter().map(|(k, b)| (own(k), b)).collect());
         }
     }
-    // Sort by an order-preserving 128-bit key first, so most comparisons are one integer
-    // comparison instead of a string comparison in the tape.
-    let mut pairs: Vec<(u128, V, u32)> = Vec::new();
+    // Many distinct values (ids, timestamps): sort the (value, document) pairs. Few: number
+    // the values and counting-sort the documents, which needs no comparisons between entries.
+    if many_distinct(&parts) {
+        return sorted_pairs(parts, cmp, sort_key);
+    }
+    // Number the distinct values in order of first sight, and list every (value, document)
+    // entry in document order: parts come in chunk order and each value's documents ascend
+    // within a part.
+    let total: usize = parts
+        .iter()
+        .map(|p| match p {
+            ChunkPostings::Dict(d) => d.iter().map(|(_, b)| b.len() as usize).sum(),
+            ChunkPostings::Pairs(p) => p.len(),
+        })
+        .sum();
+    let mut number: HashMap<V, u32, FxBuild> = HashMap::default();
+    let mut distinct: Vec<V> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
+    let mut entry_value: Vec<u32> = Vec::with_capacity(total);
+    let mut entry_doc: Vec<u32> = Vec::with_capacity(total);
+    let mut intern = |k: V, n: u32| -> u32 {
+        let i = *number.entry(k).or_insert_with(|| {
+            distinct.push(k);
+            counts.push(0);
+            (distinct.len() - 1) as u32
+        });
+        counts[i as usize] += n;
+        i
+    };
+    for p in parts {
+        match p {
+            ChunkPostings::Dict(d) => {
+                for (k, b) in d {
+                    let i = intern(k, b.len() as u32);
+                    entry_value.extend(std::iter::repeat_n(i, b.len() as usize));
+                    entry_doc.extend(b.iter());
+                }
+            }
+            ChunkPostings::Pairs(p) => {
+                for (k, x) in p {
+                    entry_value.push(intern(k, 1));
+                    entry_doc.push(x);
+                }
+            }
+        }
+    }
+    drop(number);
+    // Rank the distinct values: by an order-preserving 128-bit key first, so most comparisons
+    // are one integer comparison instead of a string comparison in the tape.
+    let mut order: Vec<(SortKey, u32)> = distinct
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (sort_key(v), i as u32))
+        .collect();
+    order.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| cmp(&distinct[a.1 as usize], &distinct[b.1 as usize]))
+    });
+    // A stable counting sort of the entries by rank keeps each value's documents ascending.
+    let mut start_of = vec![0u32; distinct.len()];
+    let mut at = 0u32;
+    for &(_, i) in &order {
+        start_of[i as usize] = at;
+        at += counts[i as usize];
+    }
+    let mut ids = vec![0u32; entry_doc.len()];
+    for (&v, &d) in entry_value.iter().zip(&entry_doc) {
+        let slot = &mut start_of[v as usize];
+        ids[*slot as usize] = d;
+        *slot += 1;
+    }
+    drop(entry_value);
+    drop(entry_doc);
+    if distinct.len() <= DICT_MAX {
+        let mut dict = Vec::with_capacity(distinct.len());
+        let mut from = 0usize;
+        for &(_, i) in &order {
+            let n = counts[i as usize] as usize;
+            let docs = RoaringBitmap::from_sorted_iter(ids[from..from + n].iter().copied())
+                .unwrap_or_default();
+            dict.push((own(distinct[i as usize]), docs));
+            from += n;
+        }
+        return Postings::Dict(dict);
+    }
+    Postings::sorted(ids)
+}
+
+/// Whether the first entries of `parts` hint at mostly distinct values.
+fn many_distinct<V: std::hash::Hash + Eq + Copy>(parts: &[ChunkPostings<V>]) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    let mut seen: std::collections::HashSet<V, FxBuild> = Default::default();
+    let mut n = 0usize;
+    'outer: for p in parts {
+        match p {
+            ChunkPostings::Dict(d) => {
+                for (k, b) in d {
+                    seen.insert(*k);
+                    n += b.len() as usize;
+                    if n >= SAMPLE {
+                        break 'outer;
+                    }
+                }
+            }
+            ChunkPostings::Pairs(p) => {
+                for (k, _) in p {
+                    seen.insert(*k);
+                    n += 1;
+                    if n >= SAMPLE {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+    }
+    seen.len() * 4 > n
+}
+
+/// Sorted postings from (value, document) pairs sorted by an order-preserving 128-bit key
+/// first, so most comparisons are one integer comparison instead of a string comparison.
+fn sorted_pairs<V, O>(
+    parts: Vec<ChunkPostings<V>>,
+    cmp: impl Fn(&V, &V) -> Ordering + Sync,
+    sort_key: impl Fn(&V) -> SortKey + Sync,
+) -> Postings<O>
+where
+    V: Copy + Send + Sync,
+{
+    let mut pairs: Vec<(SortKey, V, u32)> = Vec::new();
     for p in parts {
         match p {
             ChunkPostings::Dict(d) => {
@@ -1542,5 +1736,100 @@ mod tests {
         assert!(custom.covers(&["tags", "a", "b"]));
         assert!(!custom.covers(&["tags", "a", "c"]));
         assert!(IndexPolicy::from_json(r#"{"include": "tags"}"#).is_err());
+    }
+
+    /// Documents in posting order, and whether each dictionary's values ascend.
+    fn posting_order<V: PartialOrd>(p: &Postings<V>) -> (Vec<u32>, bool) {
+        match p {
+            Postings::Dict(d) => (
+                d.iter().flat_map(|(_, b)| b.iter()).collect(),
+                d.windows(2).all(|w| w[0].0 < w[1].0),
+            ),
+            Postings::Sorted { ids, blocks } => {
+                let whole = blocks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == sorted_bitmap(&ids[i * BLOCK..(i + 1) * BLOCK]));
+                (ids.clone(), whole)
+            }
+        }
+    }
+
+    #[test]
+    fn postings_of_every_build_strategy_list_documents_by_value_then_id() {
+        use crate::load::LoadOptions;
+        use std::fmt::Write;
+        // 40,000 documents, several chunks. `low`: 3 values (a dictionary in every chunk);
+        // `few`: 700 values (each chunk overflows its dictionary, the path keeps one);
+        // `mid`: 4,200 values repeating in runs (counted, too many for a dictionary);
+        // `uniq`: a value per document (sorted pairs).
+        let n = 40_000u32;
+        let mut text = String::new();
+        for i in 0..n {
+            let _ = writeln!(
+                text,
+                r#"{{"deviceId":"d{i}","tags":{{"low":{},"few":"v{:03}","mid":{},"uniq":"u{:07}"}}}}"#,
+                i % 3,
+                (i * 7919) % 700,
+                (i / 8) % 4200,
+                (i * 104_729) % n
+            );
+        }
+        let mut store = Store::new();
+        let opts = LoadOptions {
+            progress: false,
+            ..LoadOptions::default()
+        };
+        store.load_bytes("t.jsonl", text.as_bytes(), &opts).unwrap();
+        let index = StoreIndex::build(&store, &IndexPolicy::default());
+        let devices = index.collection(CollectionKind::Devices);
+        let coll = store.collection(CollectionKind::Devices);
+        let key = |s: &str| store.key_id(s).unwrap();
+        let value_of = |doc: u32, name: &str| {
+            let v = walk(coll.doc(doc), &[key("tags"), key(name)]);
+            v.map(|v| (v.as_f64(), v.as_str().map(str::to_owned)))
+        };
+        for (name, dict) in [
+            ("low", true),
+            ("few", true),
+            ("mid", false),
+            ("uniq", false),
+        ] {
+            let p = devices.path(&[key("tags"), key(name)]).unwrap();
+            let postings_dict = |d: bool| if d { "a dictionary" } else { "sorted ids" };
+            let (order, ascending) = if name == "low" || name == "mid" {
+                assert_eq!(
+                    matches!(p.numbers, Postings::Dict(_)),
+                    dict,
+                    "{name}: {}",
+                    postings_dict(dict)
+                );
+                posting_order(&p.numbers)
+            } else {
+                assert_eq!(
+                    matches!(p.strings, Postings::Dict(_)),
+                    dict,
+                    "{name}: {}",
+                    postings_dict(dict)
+                );
+                posting_order(&p.strings)
+            };
+            assert!(
+                ascending,
+                "{name}: dictionary values or blocks out of order"
+            );
+            let mut expected: Vec<u32> = (0..n).collect();
+            expected.sort_by(|&a, &b| {
+                let (va, vb) = (value_of(a, name).unwrap(), value_of(b, name).unwrap());
+                va.0.partial_cmp(&vb.0)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| va.1.cmp(&vb.1))
+                    .then(a.cmp(&b))
+            });
+            assert!(
+                order == expected,
+                "{name}: postings not in (value, id) order"
+            );
+        }
     }
 }
