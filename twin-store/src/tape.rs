@@ -726,8 +726,12 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Most strings need no escape: find the first byte that does eight bytes at a time, and
+    // copy everything before it at once.
+    let clean = clean_prefix(bytes);
+    out.extend_from_slice(&bytes[..clean]);
+    let mut start = clean;
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
@@ -756,9 +760,74 @@ pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Length of a prefix of `bytes` without a byte that JSON must escape (a control character,
+/// `"` or `\\`): all of it, or the eight-byte words before the first such byte.
+#[inline]
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `w` is zero (exact as a yes/no answer).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let dirty = |w: u64| {
+        // A byte below 0x20 makes `w - 0x20..` borrow into its high bit where the byte's own
+        // high bit is clear.
+        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut clean = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if dirty(u64::from_le_bytes(w)) {
+            return clean;
+        }
+        clean += 8;
+    }
+    // The last bytes, padded with a letter.
+    let rest = words.remainder();
+    let mut w = [b'a'; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    if dirty(u64::from_le_bytes(w)) {
+        clean
+    } else {
+        bytes.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn escaped(s: &str) -> String {
+        let mut out = Vec::new();
+        write_str(s, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json_at_every_position() {
+        // Each character that needs an escape, and one that does not, at every offset of
+        // strings up to three words long.
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', 'é', '\u{7f}'] {
+            for len in 0..24 {
+                for at in 0..len {
+                    let s: String = (0..len)
+                        .map(|i| if i == at { special } else { 'x' })
+                        .collect();
+                    assert_eq!(escaped(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaping_matches_serde_json(s in "\\PC*|[\\x00-\\x7f]{0,40}") {
+            proptest::prop_assert_eq!(escaped(&s), serde_json::to_string(&s).unwrap());
+        }
+    }
 
     #[test]
     fn varints_round_trip() {
