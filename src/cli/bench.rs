@@ -270,15 +270,20 @@ pub fn time_queries(
         let mut first_ms = 0.0;
         for i in 0..warmup + runs.max(1) {
             let start = Instant::now();
-            let plan = db.plan(q, FunctionSet::Twin).map_err(|e| (q.clone(), e))?;
+            // One snapshot per run: the query is planned and run on the same state.
+            let snap = db.snapshot();
+            let plan = snap
+                .plan(q, FunctionSet::Twin)
+                .map_err(|e| (q.clone(), e))?;
             rows = match mode {
                 Mode::Full => {
-                    let r = db.run_plan(&plan, true);
+                    let r = snap.run_plan(&plan, true);
                     std::hint::black_box(&r);
                     r.len() as u64
                 }
-                Mode::Count => db.count_plan(&plan, true),
+                Mode::Count => snap.count_plan(&plan, true),
             };
+            drop(snap);
             let ms = start.elapsed().as_secs_f64() * 1000.0;
             if i == 0 {
                 first_ms = ms;
