@@ -4,26 +4,8 @@
 //! Outputs are insta snapshots under `tests/it/snapshots/`; accept intended changes with
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test --test it cli_query::`).
 
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_twinql");
-const TWINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins.jsonl");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run twinql")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("UTF-8 stdout")
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("UTF-8 stderr")
-}
+use crate::common::cli::{TWINS, err, out, run};
+use std::process::Output;
 
 fn query(extra: &[&str], q: &str) -> Output {
     let mut args = vec!["query", "--data", TWINS];

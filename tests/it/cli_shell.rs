@@ -1,30 +1,9 @@
 //! Tests of `twinql shell`, running the real binary with scripts piped into its stdin, over
 //! the fixture of twins (`tests/fixtures/twins.jsonl`) and over the generated default.
 
+use crate::common::cli::{TWINS, shell};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_twinql");
-const TWINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins.jsonl");
-
-/// Runs `twinql shell ARGS` with `script` on stdin.
-fn shell(args: &[&str], script: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("shell")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run twinql shell");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // The shell may stop reading early (`exit`); a broken pipe is fine then.
-    let _ = stdin.write_all(script.as_bytes());
-    drop(stdin);
-    child.wait_with_output().expect("wait for twinql shell")
-}
+use std::process::Output;
 
 /// Runs a script over the fixture; asserts the session ended with status 0.
 fn fixture(script: &str) -> (String, String) {

@@ -2,13 +2,12 @@
 //! `query`, `explain`, `bench` and `shell`, running the real binary over the fixture of twins
 //! (`tests/fixtures/twins.jsonl`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twinql");
-const TWINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/twins.jsonl");
+use crate::common::cli::{BIN, TWINS, err, out, run, shell};
 
 /// A scratch directory under the system temp directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -37,22 +36,6 @@ impl Drop for Scratch {
     }
 }
 
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run twinql")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("UTF-8 stdout")
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("UTF-8 stderr")
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
@@ -79,23 +62,6 @@ fn rows(source: &[&str], q: &str) -> String {
     let o = query(source, q);
     assert_eq!(o.status.code(), Some(0), "{q}:\n{}", err(&o));
     out(&o)
-}
-
-/// Runs `twinql shell ARGS` with `script` on stdin.
-fn shell(args: &[&str], script: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("shell")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run twinql shell");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let _ = stdin.write_all(script.as_bytes());
-    drop(stdin);
-    child.wait_with_output().expect("wait for twinql shell")
 }
 
 /// The file name of the store's segment (the second line of `CURRENT`).

@@ -10,7 +10,6 @@ use twinql::db::Access;
 use twinql::r#gen::{GenOptions, generate_bytes};
 use twinql::{Database, TwinId};
 use twinql_planner::functions::FunctionSet;
-use twinql_store::index::IndexPolicy;
 use twinql_store::{LoadOptions, Store};
 
 const TWINS: usize = 600;
@@ -28,13 +27,7 @@ fn bytes() -> &'static [u8] {
 }
 
 fn fresh() -> Database {
-    let mut store = Store::new();
-    store
-        .load_bytes("generated", bytes(), &LoadOptions::default())
-        .expect("generated twins load");
-    let mut db = Database::from_store(store);
-    db.build_index(&IndexPolicy::default());
-    db
+    common::indexed_db(bytes())
 }
 
 fn device_ids() -> &'static [String] {

@@ -14,6 +14,7 @@
 //! * the pages of one paged query all read the snapshot of its first page;
 //! * creates and deletes keep counts within their known bounds and the indexes exact.
 
+use crate::common;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -23,8 +24,7 @@ use twinql::db::Access;
 use twinql::r#gen::{GenOptions, generate_bytes};
 use twinql::{Database, ErrorCode, ItemType, QueryOptions, Snapshot, TwinId};
 use twinql_planner::functions::FunctionSet;
-use twinql_store::index::IndexPolicy;
-use twinql_store::{CollectionKind, LoadOptions, Store};
+use twinql_store::CollectionKind;
 
 /// Device twins in the database.
 const TWINS: usize = 3000;
@@ -45,13 +45,7 @@ fn bytes() -> &'static [u8] {
 
 /// A fresh database of the generated twins with the default indexes.
 fn fresh() -> Database {
-    let mut store = Store::new();
-    store
-        .load_bytes("generated", bytes(), &LoadOptions::default())
-        .expect("generated twins load");
-    let mut db = Database::from_store(store);
-    db.build_index(&IndexPolicy::default());
-    db
+    common::indexed_db(bytes())
 }
 
 fn json(text: &str) -> Value {

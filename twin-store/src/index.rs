@@ -427,12 +427,7 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
                     start[i] += start[i - 1];
                 }
                 let bounds = start.clone();
-                let mut docs = vec![0u32; entries.len()];
-                for &(v, d) in &entries {
-                    let at = &mut start[v as usize];
-                    docs[*at as usize] = d;
-                    *at += 1;
-                }
+                let docs = scatter(&entries, &mut start);
                 ChunkPostings::Dict(
                     values
                         .into_iter()
@@ -721,8 +716,7 @@ where
     let mut number: HashMap<V, u32, FxBuild> = HashMap::default();
     let mut distinct: Vec<V> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
-    let mut entry_value: Vec<u32> = Vec::with_capacity(total);
-    let mut entry_doc: Vec<u32> = Vec::with_capacity(total);
+    let mut entries: Vec<(u32, u32)> = Vec::with_capacity(total);
     let mut intern = |k: V, n: u32| -> u32 {
         let i = *number.entry(k).or_insert_with(|| {
             distinct.push(k);
@@ -737,15 +731,11 @@ where
             ChunkPostings::Dict(d) => {
                 for (k, b) in d {
                     let i = intern(k, b.len() as u32);
-                    entry_value.extend(std::iter::repeat_n(i, b.len() as usize));
-                    entry_doc.extend(b.iter());
+                    entries.extend(b.iter().map(|x| (i, x)));
                 }
             }
             ChunkPostings::Pairs(p) => {
-                for (k, x) in p {
-                    entry_value.push(intern(k, 1));
-                    entry_doc.push(x);
-                }
+                entries.extend(p.into_iter().map(|(k, x)| (intern(k, 1), x)));
             }
         }
     }
@@ -768,14 +758,8 @@ where
         start_of[i as usize] = at;
         at += counts[i as usize];
     }
-    let mut ids = vec![0u32; entry_doc.len()];
-    for (&v, &d) in entry_value.iter().zip(&entry_doc) {
-        let slot = &mut start_of[v as usize];
-        ids[*slot as usize] = d;
-        *slot += 1;
-    }
-    drop(entry_value);
-    drop(entry_doc);
+    let ids = scatter(&entries, &mut start_of);
+    drop(entries);
     if distinct.len() <= DICT_MAX {
         let mut dict = Vec::with_capacity(distinct.len());
         let mut from = 0usize;
@@ -789,6 +773,18 @@ where
         return Postings::Dict(dict);
     }
     Postings::sorted(ids)
+}
+
+/// The documents of (key, document) `entries` grouped by key, each key's in their order in
+/// `entries`: key `k`'s group starts at `start[k]` (which ends where the group ends).
+fn scatter(entries: &[(u32, u32)], start: &mut [u32]) -> Vec<u32> {
+    let mut docs = vec![0u32; entries.len()];
+    for &(k, d) in entries {
+        let at = &mut start[k as usize];
+        docs[*at as usize] = d;
+        *at += 1;
+    }
+    docs
 }
 
 /// Whether the first entries of `parts` hint at mostly distinct values.

@@ -1,8 +1,25 @@
-//! Query strategies shared by the differential tests.
+//! Helpers shared by the test modules: query strategies for the differential tests, and
+//! running the binary ([`cli`]).
 
 #![allow(dead_code)]
 
+pub mod cli;
+
 use proptest::prelude::*;
+use twinql::Database;
+use twinql_store::index::IndexPolicy;
+use twinql_store::{LoadOptions, Store};
+
+/// A database of `bytes` (JSON Lines of twins) with the default indexes.
+pub fn indexed_db(bytes: &[u8]) -> Database {
+    let mut store = Store::new();
+    store
+        .load_bytes("generated", bytes, &LoadOptions::default())
+        .expect("generated twins load");
+    let mut db = Database::from_store(store);
+    db.build_index(&IndexPolicy::default());
+    db
+}
 
 pub fn path() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
