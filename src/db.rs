@@ -265,6 +265,17 @@ pub enum Access {
     /// `IndexGroupExec`: groups (or the single group of an ungrouped aggregate) formed from
     /// posting lists, counted without reading documents.
     IndexGroups(Vec<roaring::RoaringBitmap>),
+    /// `ColumnScanExec`: the documents a pass over the columns of the filter's paths found
+    /// (see `twinql_store::columns`); `exact` when the columns evaluated the whole filter.
+    ColumnScan {
+        /// Candidate documents.
+        ids: roaring::RoaringBitmap,
+        /// Whether no residual filter is needed.
+        exact: bool,
+    },
+    /// `ColumnGroupExec`: groups formed from the columns of the filter and of the group key,
+    /// counted without reading documents.
+    ColumnGroups(Vec<roaring::RoaringBitmap>),
 }
 
 impl Access {
@@ -275,6 +286,9 @@ impl Access {
             Access::IndexScan { exact: true, .. } => "IndexScanExec",
             Access::IndexScan { exact: false, .. } => "IndexScanExec+Filter",
             Access::IndexGroups(_) => "IndexGroupExec",
+            Access::ColumnScan { exact: true, .. } => "ColumnScanExec",
+            Access::ColumnScan { exact: false, .. } => "ColumnScanExec+Filter",
+            Access::ColumnGroups(_) => "ColumnGroupExec",
         }
     }
 }
@@ -639,6 +653,13 @@ impl Snapshot {
         &self.overlay
     }
 
+    /// The columns built for scans so far: how many, and their heap bytes (see
+    /// `twinql_store::columns`).
+    pub fn column_stats(&self) -> (usize, usize) {
+        let c = self.base.store.columns();
+        (c.count(), c.heap_bytes())
+    }
+
     /// Number of live documents in a collection.
     pub fn count(&self, kind: CollectionKind) -> u64 {
         self.overlay.coll(kind).live_count()
@@ -697,7 +718,7 @@ impl Snapshot {
         let coll = self.base.store.collection(kind);
         let live = self.overlay.coll(kind);
         let Some(mut lookup) = self.base.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
-            return Access::FullScan;
+            return self.column_access(plan, None).unwrap_or(Access::FullScan);
         };
         let alive = self.alive(kind);
         if !live.is_pristine() {
@@ -736,6 +757,9 @@ impl Snapshot {
                             if let Some(groups) = lookup.groups(k, &t) {
                                 return Access::IndexGroups(groups);
                             }
+                            if let Some(a) = self.column_access(plan, Some(&t)) {
+                                return a;
+                            }
                         }
                         _ => {}
                     }
@@ -753,18 +777,134 @@ impl Snapshot {
                 ids: c,
                 exact: false,
             },
-            _ => Access::FullScan,
+            _ => self.column_access(plan, None).unwrap_or(Access::FullScan),
         }
+    }
+
+    /// The columns' answer to `plan` (see `twinql_store::columns`), when the indexes have
+    /// none: the filter evaluated once per distinct value of each path it reads, and the
+    /// groups of a one-key aggregate split by the key's column. `matched` is the filter's
+    /// exact answer if the indexes already gave it. `None` when the columns cannot help:
+    /// `TOP n` over rows (a scan stops after `n` matches), rows without a filter, a filter
+    /// the columns cannot evaluate at all, or the column budget spent.
+    fn column_access(
+        &self,
+        plan: &Plan,
+        matched: Option<&roaring::RoaringBitmap>,
+    ) -> Option<Access> {
+        use twinql_planner::plan::Shape;
+        use twinql_store::columns::ColumnAnswer;
+        let aggregate = match &plan.shape {
+            Shape::Aggregate { keys, .. } => Some(keys.as_slice()),
+            _ => None,
+        };
+        if aggregate.is_none() && (plan.top.is_some() || plan.filter.is_none()) {
+            return None;
+        }
+        let kind = kind_of(plan.collection);
+        let coll = self.base.store.collection(kind);
+        let live = self.overlay.coll(kind);
+        let columns = self.base.store.columns();
+        if let Some(t) = matched {
+            // The indexes gave the documents; only the groups are wanted.
+            let Some([k]) = aggregate else {
+                return None;
+            };
+            let written = live.written_ids();
+            let base = t - &written;
+            let extra = self.written_values(plan, t & &written, k)?;
+            return columns
+                .groups(coll, k, &base, &extra)
+                .map(Access::ColumnGroups);
+        }
+        let (mut ids, exact) = match &plan.filter {
+            Some(f) => match columns.answer(coll, f)? {
+                ColumnAnswer::Exact(t) => (t, true),
+                ColumnAnswer::Candidates(c) => (c, false),
+            },
+            None => (all_ids(coll.len()), true),
+        };
+        // The columns hold the store's documents: written ones are checked as they are now.
+        let written = live.written_ids();
+        let mut passed = roaring::RoaringBitmap::new();
+        if !written.is_empty() {
+            ids -= &written;
+            for id in &written {
+                let Some(node) = live.get(coll, id) else {
+                    continue;
+                };
+                let keep = !exact
+                    || plan.filter.as_ref().is_none_or(|f| {
+                        twinql_planner::eval::matches(f, &twinql_planner::eval::DocContext(node))
+                    });
+                if keep {
+                    passed.insert(id);
+                }
+            }
+        }
+        match aggregate {
+            Some([]) if exact => Some(Access::ColumnGroups(vec![ids | passed])),
+            Some([k]) if exact => {
+                let groups = self
+                    .written_values(plan, passed.clone(), k)
+                    .and_then(|extra| columns.groups(coll, k, &ids, &extra));
+                match groups {
+                    Some(groups) => Some(Access::ColumnGroups(groups)),
+                    None => Some(Access::ColumnScan {
+                        ids: ids | passed,
+                        exact,
+                    }),
+                }
+            }
+            _ => {
+                let ids = ids | passed;
+                // A weak narrowing is not worth the random access: scan instead.
+                (exact || ids.len() * 2 < live.live_count())
+                    .then_some(Access::ColumnScan { ids, exact })
+            }
+        }
+    }
+
+    /// The value of group key `k` in each of the `ids` (written documents) as they are now;
+    /// `None` if one is not a scalar the columns can place.
+    fn written_values<'s>(
+        &'s self,
+        plan: &Plan,
+        ids: roaring::RoaringBitmap,
+        k: &twinql_planner::eval::CPath,
+    ) -> Option<Vec<(u32, twinql_planner::eval::ScalarRef<'s>)>> {
+        use twinql_planner::eval::ScalarRef;
+        use twinql_planner::value::Value;
+        let kind = kind_of(plan.collection);
+        let coll = self.base.store.collection(kind);
+        let live = self.overlay.coll(kind);
+        ids.iter()
+            .filter_map(|id| {
+                let node = live.get(coll, id)?;
+                let v = match k.resolve(Value::Node(node)) {
+                    Value::Undefined => ScalarRef::Undefined,
+                    Value::Null => ScalarRef::Null,
+                    Value::Bool(b) => ScalarRef::Bool(b),
+                    Value::Number(n) => ScalarRef::Number(n),
+                    Value::String(std::borrow::Cow::Borrowed(s)) => ScalarRef::String(s),
+                    // An object, an array or a computed string: the documents decide.
+                    _ => return Some(None),
+                };
+                Some(Some((id, v)))
+            })
+            .collect()
     }
 
     /// The candidates of an access path: a full scan skips deleted documents.
     fn candidates(&self, plan: &Plan, access: &Access) -> Candidates {
         let kind = kind_of(plan.collection);
         match access {
-            Access::IndexScan { ids, exact } => Candidates::Index {
-                ids: ids.clone(),
-                exact: *exact,
-            },
+            Access::IndexScan { ids, exact } | Access::ColumnScan { ids, exact } => {
+                Candidates::Index {
+                    ids: ids.clone(),
+                    exact: *exact,
+                }
+            }
             _ => match self.alive(kind) {
                 Some(a) if !self.overlay.coll(kind).deleted().is_empty() => Candidates::Index {
                     ids: a.clone(),
@@ -779,7 +919,8 @@ impl Snapshot {
         let kind = kind_of(plan.collection);
         let cands = self.candidates(plan, access);
         with_docs!(self, kind, |len, doc| match access {
-            Access::IndexGroups(groups) => exec::aggregate_from_groups(plan, groups, doc, opts),
+            Access::IndexGroups(groups) | Access::ColumnGroups(groups) =>
+                exec::aggregate_from_groups(plan, groups, doc, opts),
             _ => exec::execute_with(plan, len, doc, opts, &cands),
         })
     }
@@ -820,8 +961,8 @@ impl Snapshot {
         let docs = live.live_count();
         let estimate = match &access {
             Access::FullScan => docs,
-            Access::IndexScan { ids, .. } => ids.len(),
-            Access::IndexGroups(g) => g.len() as u64,
+            Access::IndexScan { ids, .. } | Access::ColumnScan { ids, .. } => ids.len(),
+            Access::IndexGroups(g) | Access::ColumnGroups(g) => g.len() as u64,
         };
         let mut out = String::new();
         out.push_str("Logical plan:\n");
@@ -833,7 +974,7 @@ impl Snapshot {
         out.push_str("Physical plan:\n");
         let detail = match &access {
             Access::FullScan => format!("{docs} documents"),
-            Access::IndexScan { ids, exact } => format!(
+            Access::IndexScan { ids, exact } | Access::ColumnScan { ids, exact } => format!(
                 "{} candidate{}{}",
                 ids.len(),
                 if ids.len() == 1 { "" } else { "s" },
@@ -845,6 +986,11 @@ impl Snapshot {
             ),
             Access::IndexGroups(g) => format!(
                 "{} group{} from posting lists",
+                g.len(),
+                if g.len() == 1 { "" } else { "s" }
+            ),
+            Access::ColumnGroups(g) => format!(
+                "{} group{} from columns",
                 g.len(),
                 if g.len() == 1 { "" } else { "s" }
             ),
@@ -909,7 +1055,7 @@ impl Snapshot {
         let access = self.access(plan);
         let cands = self.candidates(plan, &access);
         match access {
-            Access::IndexGroups(groups) => {
+            Access::IndexGroups(groups) | Access::ColumnGroups(groups) => {
                 let grouped = matches!(
                     &plan.shape,
                     twinql_planner::plan::Shape::Aggregate { keys, .. } if !keys.is_empty()

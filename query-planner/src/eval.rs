@@ -469,6 +469,199 @@ impl<'a> Context<'a> for NoContext {
     }
 }
 
+/// A scalar a column holds for one document (see [`truth_at`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScalarRef<'a> {
+    /// The path is missing.
+    Undefined,
+    /// `null`
+    Null,
+    /// A Boolean.
+    Bool(bool),
+    /// A number.
+    Number(f64),
+    /// A string.
+    String(&'a str),
+}
+
+/// The one document path an expression reads, if it reads exactly one (and nothing but the
+/// queried document): such an expression has the same value on every document where the
+/// path has the same scalar value, so a column store can evaluate it once per distinct
+/// value. Paths without steps (the whole document) do not count as one path.
+pub fn single_path(e: &CExpr) -> Option<&CPath> {
+    fn walk<'e>(e: &'e CExpr, found: &mut Option<&'e CPath>) -> bool {
+        match e {
+            CExpr::Const(_) => true,
+            CExpr::Path(p) => {
+                if p.root != Root::Doc || p.steps.is_empty() {
+                    return false;
+                }
+                match found {
+                    Some(q) => *q == p,
+                    None => {
+                        *found = Some(p);
+                        true
+                    }
+                }
+            }
+            CExpr::Not(x) | CExpr::Neg(x) | CExpr::Plus(x) => walk(x, found),
+            CExpr::And(v) | CExpr::Or(v) => v.iter().all(|x| walk(x, found)),
+            CExpr::Coalesce(a, b) | CExpr::Compare(_, a, b) | CExpr::Arith(_, a, b) => {
+                walk(a, found) && walk(b, found)
+            }
+            CExpr::In { expr, .. } => walk(expr, found),
+            CExpr::Call(f, args) => {
+                *f != Func::TwinChangeIncludes && args.iter().all(|x| walk(x, found))
+            }
+        }
+    }
+    let mut found = None;
+    if walk(e, &mut found) { found } else { None }
+}
+
+/// The three-valued truth of a twin-query expression over one path (see [`single_path`])
+/// on a document where that path holds `value`: `Some(b)` for a Boolean, `None` otherwise.
+pub fn truth_at(e: &CExpr, value: ScalarRef<'_>) -> Option<bool> {
+    struct At<'v>(ScalarRef<'v>);
+    impl<'a, 'v: 'a> Context<'a> for At<'v> {
+        type N = NoNode;
+        fn root(&self, _: &Root) -> Value<'a, NoNode> {
+            Value::Undefined
+        }
+        fn path(&self, _: &CPath) -> Value<'a, NoNode> {
+            match self.0 {
+                ScalarRef::Undefined => Value::Undefined,
+                ScalarRef::Null => Value::Null,
+                ScalarRef::Bool(b) => Value::Bool(b),
+                ScalarRef::Number(n) => Value::Number(n),
+                ScalarRef::String(s) => Value::String(Cow::Borrowed(s)),
+            }
+        }
+    }
+    truth(&eval(e, &At(value), Mode::Twin))
+}
+
+/// [`truth_at`] as a function of the value, prepared once for an expression: the shapes
+/// columns meet most (a path compared with a constant, `IN`, `STARTSWITH` and its kin) skip
+/// the tree walk and call the same comparison functions directly; anything else walks.
+pub fn truth_fn<'e>(e: &'e CExpr) -> Box<dyn Fn(ScalarRef<'_>) -> Option<bool> + Send + Sync + 'e> {
+    fn val<'v>(v: ScalarRef<'v>) -> Value<'v, NoNode> {
+        match v {
+            ScalarRef::Undefined => Value::Undefined,
+            ScalarRef::Null => Value::Null,
+            ScalarRef::Bool(b) => Value::Bool(b),
+            ScalarRef::Number(n) => Value::Number(n),
+            ScalarRef::String(s) => Value::String(Cow::Borrowed(s)),
+        }
+    }
+    match e {
+        CExpr::Compare(op, a, b) => match (&**a, &**b) {
+            (CExpr::Path(_), CExpr::Const(c)) => {
+                let op = *op;
+                Box::new(move |v| compare(op, &val(v), &c.value::<NoNode>()))
+            }
+            (CExpr::Const(c), CExpr::Path(_)) => {
+                let op = *op;
+                Box::new(move |v| compare(op, &c.value::<NoNode>(), &val(v)))
+            }
+            _ => Box::new(move |v| truth_at(e, v)),
+        },
+        CExpr::In {
+            expr,
+            list,
+            negated,
+        } if matches!(**expr, CExpr::Path(_)) => {
+            let negated = *negated;
+            Box::new(move |v| in_list(&val(v), list).map(|b| b != negated))
+        }
+        CExpr::Call(f @ (Func::StartsWith | Func::EndsWith | Func::Contains), args) => {
+            match args.as_slice() {
+                [CExpr::Path(_), CExpr::Const(Const::String(p))] => {
+                    let f = *f;
+                    Box::new(move |v| match v {
+                        ScalarRef::String(s) => Some(match f {
+                            Func::StartsWith => s.starts_with(&**p),
+                            Func::EndsWith => s.ends_with(&**p),
+                            _ => s.contains(&**p),
+                        }),
+                        _ => None,
+                    })
+                }
+                _ => Box::new(move |v| truth_at(e, v)),
+            }
+        }
+        _ => Box::new(move |v| truth_at(e, v)),
+    }
+}
+
+/// The three-valued truth of an expression over one path (see [`single_path`]) on every
+/// document where that path holds an object (`array` false) or an array (`array` true), if
+/// it does not depend on what the object or array holds (type checks, `IS_DEFINED`,
+/// comparisons with scalars); `None` if it does.
+pub fn truth_for_container(e: &CExpr, array: bool) -> Option<Option<bool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// A node of a known type whose contents are never read: reading them is noted.
+    #[derive(Clone, Copy)]
+    struct Probe<'t> {
+        kind: Kind,
+        read: &'t AtomicBool,
+    }
+    impl<'a, 't> Node<'a> for Probe<'t> {
+        fn kind(self) -> Kind {
+            self.kind
+        }
+        fn as_bool(self) -> Option<bool> {
+            None
+        }
+        fn as_f64(self) -> Option<f64> {
+            None
+        }
+        fn as_str(self) -> Option<&'a str> {
+            None
+        }
+        fn member(self, _: &Key) -> Option<Self> {
+            self.read.store(true, Ordering::Relaxed);
+            None
+        }
+        fn element(self, _: usize) -> Option<Self> {
+            self.read.store(true, Ordering::Relaxed);
+            None
+        }
+        fn len(self) -> usize {
+            self.read.store(true, Ordering::Relaxed);
+            0
+        }
+        fn write_json(self, _: &mut Vec<u8>) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        fn for_each_member(self, _: &mut dyn FnMut(&str, Self)) {
+            self.read.store(true, Ordering::Relaxed);
+        }
+    }
+    struct At<'t>(Probe<'t>);
+    impl<'a, 't: 'a> Context<'a> for At<'t> {
+        type N = Probe<'t>;
+        fn root(&self, _: &Root) -> Value<'a, Probe<'t>> {
+            Value::Undefined
+        }
+        fn path(&self, _: &CPath) -> Value<'a, Probe<'t>> {
+            Value::Node(self.0)
+        }
+    }
+    let read = AtomicBool::new(false);
+    let probe = Probe {
+        kind: if array { Kind::Array } else { Kind::Object },
+        read: &read,
+    };
+    let t = truth(&eval(e, &At(probe), Mode::Twin));
+    (!read.load(Ordering::Relaxed)).then_some(t)
+}
+
+/// The three-valued truth of a twin-query condition on a document.
+pub fn truth_on<'a, N: Node<'a>>(e: &'a CExpr, doc: N) -> Option<bool> {
+    truth(&eval(e, &DocContext(doc), Mode::Twin))
+}
+
 /// Whether an expression reads nothing from the document.
 pub fn is_constant(e: &CExpr) -> bool {
     match e {

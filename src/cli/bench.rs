@@ -22,8 +22,9 @@ pub enum Mode {
 pub enum ReportFormat {
     /// A table for people.
     Human,
-    /// `{"load_s", "rss_bytes", "queries": [{"id", "median_ms", "min_ms", "first_ms", "rows"}]}`; with
-    /// `--store`, `"open_s"` (the time to open the store) and `"store"` instead of `"load_s"`.
+    /// `{"load_s", "rss_bytes", "queries": [{"id", "median_ms", "min_ms", "first_ms", "rows"}],
+    /// "columns": {"count", "bytes"}, "rss_after_bytes"}`; with `--store`, `"open_s"` (the time
+    /// to open the store) and `"store"` instead of `"load_s"`.
     Json,
 }
 
@@ -382,12 +383,16 @@ pub fn run_bench(args: BenchArgs) -> i32 {
         return code;
     }
     let rate = |(n, s): (usize, f64)| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let (columns, column_bytes) = db.snapshot().column_stats();
+    let rss_after = rss_bytes();
     match args.format {
         ReportFormat::Json => {
             let mut report = serde_json::json!({
                 "rss_bytes": rss,
                 "mode": match args.mode { Mode::Full => "full", Mode::Count => "count" },
                 "queries": timings.iter().map(QueryTiming::to_json).collect::<Vec<_>>(),
+                "columns": {"count": columns, "bytes": column_bytes},
+                "rss_after_bytes": rss_after,
             });
             match &args.data.store {
                 Some(dir) => {
@@ -434,6 +439,11 @@ pub fn run_bench(args: BenchArgs) -> i32 {
                     t.id, t.median_ms, t.min_ms, t.first_ms, t.rows
                 );
             }
+            println!(
+                "columns built for scans: {columns} ({:.1} MB); resident memory after the queries {:.1} MB",
+                column_bytes as f64 / 1e6,
+                rss_after as f64 / 1e6
+            );
             if let Some(w) = writes {
                 println!(
                     "writes: {} reported patches in {:.2} s = {:.0} patches/s (one writer thread)",

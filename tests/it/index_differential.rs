@@ -13,7 +13,17 @@ use twinql_store::{LoadOptions, Store};
 
 fn database() -> &'static Database {
     static DB: OnceLock<Database> = OnceLock::new();
-    DB.get_or_init(|| {
+    DB.get_or_init(|| load(true))
+}
+
+/// The same twins without indexes: queries go to the columns of their paths or scan.
+fn unindexed() -> &'static Database {
+    static DB: OnceLock<Database> = OnceLock::new();
+    DB.get_or_init(|| load(false))
+}
+
+fn load(indexed: bool) -> Database {
+    {
         let mut bytes = generate_bytes(&GenOptions {
             count: 3000,
             seed: 7,
@@ -33,9 +43,11 @@ fn database() -> &'static Database {
             .load_bytes("generated", &bytes, &LoadOptions::default())
             .expect("generated twins load");
         let mut db = Database::from_store(store);
-        db.build_index(&IndexPolicy::default());
+        if indexed {
+            db.build_index(&IndexPolicy::default());
+        }
         db
-    })
+    }
 }
 
 proptest! {
@@ -51,6 +63,18 @@ proptest! {
         prop_assert_eq!(&indexed, &scanned, "query: {} via {}", q, access.name());
         let sequential = db.run_access(&plan, &Access::FullScan, false);
         prop_assert_eq!(&sequential, &scanned, "query: {}", q);
+        prop_assert_eq!(db.count_plan(&plan, true), scanned.len() as u64, "count of {}", q);
+    }
+
+    #[test]
+    fn column_plans_equal_full_scans(q in query()) {
+        let db = unindexed();
+        let plan = db.plan(&q, FunctionSet::Twin).expect("generated queries are valid");
+        let access = db.access(&plan);
+        prop_assert!(!access.name().starts_with("Index"), "{} without indexes", access.name());
+        let chosen = db.run_access(&plan, &access, true);
+        let scanned = db.run_access(&plan, &Access::FullScan, false);
+        prop_assert_eq!(&chosen, &scanned, "query: {} via {}", q, access.name());
         prop_assert_eq!(db.count_plan(&plan, true), scanned.len() as u64, "count of {}", q);
     }
 
@@ -99,12 +123,64 @@ fn selective_queries_use_the_index() {
         )
         .unwrap();
     assert_eq!(db.access(&plan).name(), "IndexGroupExec");
-    // A case variant held by one twin makes `tags.environment` ambiguous: the index declines.
-    let plan = db
-        .plan(
-            "SELECT * FROM devices WHERE tags.environment = 'production'",
-            FunctionSet::Twin,
-        )
-        .unwrap();
-    assert_eq!(db.access(&plan).name(), "FullScanExec");
+    // A case variant held by one twin makes `tags.environment` ambiguous: the index declines,
+    // and the column of the path, built by the evaluator's own lookup, answers instead.
+    let q = "SELECT * FROM devices WHERE tags.environment = 'production'";
+    let plan = db.plan(q, FunctionSet::Twin).unwrap();
+    let access = db.access(&plan);
+    assert_eq!(access.name(), "ColumnScanExec");
+    let mut chosen = db.run_access(&plan, &access, false);
+    let mut scanned = db.run_access(&plan, &Access::FullScan, false);
+    chosen.sort();
+    scanned.sort();
+    assert!(!scanned.is_empty());
+    assert_eq!(chosen, scanned);
+}
+
+#[test]
+fn unindexed_queries_read_columns() {
+    let db = unindexed();
+    for (q, how) in [
+        (
+            "SELECT * FROM devices WHERE tags.location.plant = 'Redmond43'",
+            "ColumnScanExec",
+        ),
+        (
+            "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'sensor-1') OR IS_DEFINED(tags.maintenanceWindow)",
+            "ColumnScanExec",
+        ),
+        (
+            "SELECT * FROM devices WHERE NOT (tags.environment = 'production')",
+            "ColumnScanExec",
+        ),
+        // Two paths in one comparison: the other conjunct narrows, the filter checks.
+        (
+            "SELECT * FROM devices WHERE tags.location.region = 'EU' AND properties.reported.temperature > properties.reported.battery",
+            "ColumnScanExec+Filter",
+        ),
+        (
+            "SELECT COUNT() AS n FROM devices WHERE properties.reported.connectivity.type = 'cellular'",
+            "ColumnGroupExec",
+        ),
+        (
+            "SELECT tags.location.region AS r, COUNT() AS n FROM devices GROUP BY tags.location.region",
+            "ColumnGroupExec",
+        ),
+        // TOP over rows stops early in a scan; a path-to-path filter cannot use columns.
+        (
+            "SELECT TOP 3 * FROM devices WHERE status = 'enabled'",
+            "FullScanExec",
+        ),
+        (
+            "SELECT * FROM devices WHERE tags.location.plant = deviceId",
+            "FullScanExec",
+        ),
+    ] {
+        let plan = db.plan(q, FunctionSet::Twin).unwrap();
+        let access = db.access(&plan);
+        assert_eq!(access.name(), how, "{q}");
+        let chosen = db.run_access(&plan, &access, true);
+        let scanned = db.run_access(&plan, &Access::FullScan, false);
+        assert_eq!(chosen, scanned, "{q}");
+    }
 }

@@ -45,6 +45,7 @@
 //! ```
 
 pub mod codec;
+pub mod columns;
 pub mod delta;
 mod dict;
 pub mod doc;

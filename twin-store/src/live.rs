@@ -221,6 +221,14 @@ impl LiveColl {
         self.len != self.base_len || !self.deleted.is_empty()
     }
 
+    /// Ids of the documents written since loading (changed or created; deleted ones too).
+    pub fn written_ids(&self) -> roaring::RoaringBitmap {
+        let mut ids = self.overridden.bitmap().into_owned();
+        ids.insert_range(self.base_len..self.len);
+        ids |= &*self.deleted.bitmap();
+        ids
+    }
+
     /// The index changes.
     pub fn delta(&self) -> &DeltaIndex {
         &self.index

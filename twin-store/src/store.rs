@@ -190,6 +190,8 @@ pub struct Store {
     pub(crate) seed: u64,
     /// Problems found in mapped bytes when they were first used (file and offset each).
     pub(crate) problems: Arc<Mutex<Vec<String>>>,
+    /// Columns of paths, built when scans need them (see [`crate::columns`]).
+    pub(crate) columns: crate::columns::ColumnCache,
 }
 
 impl Default for Store {
@@ -255,6 +257,7 @@ impl Store {
             hasher: IdHasher::with_seed(seed as usize),
             seed,
             problems: Arc::new(Mutex::new(Vec::new())),
+            columns: Default::default(),
         }
     }
 
@@ -431,6 +434,11 @@ impl Store {
     /// Number of distinct member names.
     pub fn key_count(&self) -> usize {
         self.dict.len()
+    }
+
+    /// The columns built for scans so far (see [`crate::columns`]).
+    pub fn columns(&self) -> &crate::columns::ColumnCache {
+        &self.columns
     }
 
     /// Heap bytes held, by part.
