@@ -11,6 +11,8 @@
 //! Twins that change after loading live in an overlay beside the tapes: [`twin`] holds IoT
 //! Hub's write rules over owned [`Doc`] trees, [`live`] the persistent overlay (O(1)
 //! snapshots) and [`delta`] the index changes that keep [`index`] answers exact.
+//! Scans that read one path of every document use [`columns`]: dictionary-encoded values
+//! of a path, built on first use and kept with the store.
 //!
 //! ```
 //! use twinql_planner::value::{Key, Node};
