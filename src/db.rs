@@ -370,7 +370,7 @@ impl Database {
         stats
     }
 
-    /// Drops the indexes: every query scans.
+    /// Drops the indexes: every query scans (columns of its paths, or whole twins).
     pub fn drop_index(&mut self) {
         self.compact();
         self.base_mut().index = None;

@@ -20,7 +20,8 @@ pub struct DemoArgs {
     /// Rows shown per query.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
-    /// Build no indexes: every query scans.
+    /// Build no indexes: every query scans (the columns of its filter's paths, built on first
+    /// use, or whole twins).
     #[arg(long)]
     pub no_index: bool,
 }

@@ -56,7 +56,8 @@ pub struct ShellArgs {
     /// Index policy as JSON: `{"include": ["tags/*", …], "exclude": […]}`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["no_index", "store"])]
     pub index_policy: Option<PathBuf>,
-    /// Build no indexes: every query scans.
+    /// Build no indexes: every query scans (the columns of its filter's paths, built on first
+    /// use, or whole twins).
     #[arg(long, conflicts_with = "store")]
     pub no_index: bool,
     /// Report the size of the indexes and how long they took to build (on stderr).
