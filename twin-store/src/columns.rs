@@ -67,29 +67,30 @@ const BUDGET_MIN: usize = 64 << 20;
 /// Bytes of columns allowed per document of the store.
 const BUDGET_PER_DOC: usize = 256;
 
-/// One distinct scalar of a column.
-#[derive(Clone, Debug, PartialEq)]
+/// One distinct scalar of a column; strings are ranges of the column's text.
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Scalar {
     Null,
     Bool(bool),
     Number(f64),
-    String(Box<str>),
+    String(usize, usize),
 }
 
 impl Scalar {
-    fn as_ref(&self) -> ScalarRef<'_> {
+    fn as_ref(self, text: &str) -> ScalarRef<'_> {
         match self {
             Scalar::Null => ScalarRef::Null,
-            Scalar::Bool(b) => ScalarRef::Bool(*b),
-            Scalar::Number(n) => ScalarRef::Number(*n),
-            Scalar::String(s) => ScalarRef::String(s),
+            Scalar::Bool(b) => ScalarRef::Bool(b),
+            Scalar::Number(n) => ScalarRef::Number(n),
+            Scalar::String(at, len) => ScalarRef::String(text.get(at..at + len).unwrap_or("")),
         }
     }
 
-    fn heap_bytes(&self) -> usize {
+    /// The scalar moved `by` bytes along the text.
+    fn shifted(self, by: usize) -> Scalar {
         match self {
-            Scalar::String(s) => s.len(),
-            _ => 0,
+            Scalar::String(at, len) => Scalar::String(at + by, len),
+            s => s,
         }
     }
 }
@@ -128,12 +129,16 @@ impl<'a> Key<'a> {
         })
     }
 
-    fn owned(&self) -> Scalar {
+    /// The scalar, its string appended to `text`.
+    fn store(&self, text: &mut String) -> Scalar {
         match self {
             Key::Null => Scalar::Null,
             Key::Bool(b) => Scalar::Bool(*b),
             Key::Number(bits) => Scalar::Number(f64::from_bits(*bits)),
-            Key::String(s) => Scalar::String(s.as_ref().into()),
+            Key::String(s) => {
+                text.push_str(s);
+                Scalar::String(text.len() - s.len(), s.len())
+            }
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct Column {
     codes: Vec<u32>,
     /// The distinct scalars, in order of first sight.
     values: Vec<Scalar>,
+    /// The strings of `values`, one after another.
+    text: String,
     /// Documents where the path holds an object or an array.
     complex: Vec<u32>,
     /// Whether equal values share one code (see [`Column::deduplicated`]).
@@ -208,7 +215,8 @@ impl Column {
                 offsets.push(at);
                 at += p.1.len() as u32;
             }
-            let pieces: Vec<(Vec<u32>, Vec<Scalar>, Vec<u32>)> = parts
+            type Piece = (Vec<u32>, Vec<Scalar>, String, Vec<u32>);
+            let pieces: Vec<Piece> = parts
                 .into_par_iter()
                 .zip(offsets)
                 .map(|((codes, keys, complex), off)| {
@@ -216,24 +224,32 @@ impl Column {
                         .into_iter()
                         .map(|c| if c >= FIRST { c + off } else { c })
                         .collect();
-                    (codes, keys.iter().map(Key::owned).collect(), complex)
+                    let mut text = String::new();
+                    let values = keys.iter().map(|k| k.store(&mut text)).collect();
+                    (codes, values, text, complex)
                 })
                 .collect();
             let mut column = Column {
                 codes: Vec::with_capacity(n),
                 values: Vec::with_capacity(seen),
+                text: String::with_capacity(pieces.iter().map(|p| p.2.len()).sum()),
                 complex: Vec::new(),
                 deduplicated: false,
             };
-            for (codes, values, complex) in pieces {
+            for (codes, values, text, complex) in pieces {
+                let by = column.text.len();
                 column.codes.extend(codes);
-                column.values.extend(values);
+                column
+                    .values
+                    .extend(values.into_iter().map(|v| v.shifted(by)));
+                column.text.push_str(&text);
                 column.complex.extend(complex);
             }
             return column;
         }
         let mut number: HashMap<Key<'_>, u32, FxBuild> = HashMap::default();
         let mut values = Vec::new();
+        let mut text = String::new();
         let mut codes = Vec::with_capacity(n);
         let mut complex = Vec::new();
         let mut map = Vec::new();
@@ -242,7 +258,7 @@ impl Column {
             map.extend([UNDEFINED, OBJECT, ARRAY]);
             for k in part_values {
                 let c = *number.entry(k).or_insert_with_key(|k| {
-                    values.push(k.owned());
+                    values.push(k.store(&mut text));
                     FIRST + values.len() as u32 - 1
                 });
                 map.push(c);
@@ -253,6 +269,7 @@ impl Column {
         Column {
             codes,
             values,
+            text,
             complex,
             deduplicated: true,
         }
@@ -283,7 +300,7 @@ impl Column {
         self.codes.capacity() * 4
             + self.complex.capacity() * 4
             + self.values.capacity() * std::mem::size_of::<Scalar>()
-            + self.values.iter().map(Scalar::heap_bytes).sum::<usize>()
+            + self.text.capacity()
     }
 
     /// The truth of `e` (an expression over this column's path only) on every document.
@@ -307,10 +324,10 @@ impl Column {
                 self.values
                     .par_iter()
                     .with_min_len(PART / 4)
-                    .map(|v| enc(truth(v.as_ref()))),
+                    .map(|v| enc(truth(v.as_ref(&self.text)))),
             );
         } else {
-            table.extend(self.values.iter().map(|v| enc(truth(v.as_ref()))));
+            table.extend(self.values.iter().map(|v| enc(truth(v.as_ref(&self.text)))));
         }
         let mut tri = Tri::new(self.codes.len());
         tri.t
@@ -660,7 +677,7 @@ impl ColumnCache {
                 .values
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| Some((Key::of_ref(v.as_ref())?, FIRST + i as u32)))
+                .filter_map(|(i, v)| Some((Key::of_ref(v.as_ref(&col.text))?, FIRST + i as u32)))
                 .collect();
             let mut new: HashMap<Key<'_>, usize, FxBuild> = HashMap::default();
             for &(id, v) in extra {
