@@ -1013,7 +1013,7 @@ impl Snapshot {
             let rows = self.execute(&plan, &access, &ExecOptions::default()).rows;
             let exec_time = start.elapsed();
             out.push_str(&format!(
-                "Analyze: est. rows {estimate}, actual rows {}; plan {:.3} ms, index {:.3} ms, execute {:.3} ms\n",
+                "Analyze: est. rows {estimate}, actual rows {}; plan {:.3} ms, access (indexes or columns) {:.3} ms, execute {:.3} ms\n",
                 rows.len(),
                 plan_time.as_secs_f64() * 1e3,
                 access_time.as_secs_f64() * 1e3,

@@ -168,6 +168,12 @@ fn explain_shows_index_use() {
         "SELECT COUNT() AS n FROM devices WHERE status = 'enabled'",
     ]);
     assert!(out(&o).contains("actual rows 1"), "{}", out(&o));
+    // The access time covers building a column when the scan needs one.
+    assert!(
+        out(&o).contains("ms, access (indexes or columns) "),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]
