@@ -14,7 +14,8 @@
 //! Columns are built the first time a scan needs one (on all cores, through the same path
 //! lookup as the evaluator: exact case preferred, then case-insensitive) and kept with the
 //! store, whose documents never change, up to a memory budget ([`ColumnCache::budget`]).
-//! Documents where the path holds an object or array are listed and evaluated on the
+//! Documents where the path holds an object or an array are listed; a condition is
+//! evaluated once per type for them unless it reads their contents, and then on each such
 //! document. Written documents are not the store's: callers evaluate those on their current
 //! version (see `Snapshot::access` in the `twinql` crate).
 //!
