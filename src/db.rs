@@ -812,7 +812,7 @@ impl Snapshot {
             };
             let written = live.written_ids();
             let base = t - &written;
-            let extra = self.written_values(plan, t & &written, k)?;
+            let extra = written_values(coll, live, t & &written, k)?;
             return columns
                 .groups(coll, k, &base, &extra)
                 .map(Access::ColumnGroups);
@@ -845,8 +845,7 @@ impl Snapshot {
         match aggregate {
             Some([]) if exact => Some(Access::ColumnGroups(vec![ids | passed])),
             Some([k]) if exact => {
-                let groups = self
-                    .written_values(plan, passed.clone(), k)
+                let groups = written_values(coll, live, passed.clone(), k)
                     .and_then(|extra| columns.groups(coll, k, &ids, &extra));
                 match groups {
                     Some(groups) => Some(Access::ColumnGroups(groups)),
@@ -863,36 +862,6 @@ impl Snapshot {
                     .then_some(Access::ColumnScan { ids, exact })
             }
         }
-    }
-
-    /// The value of group key `k` in each of the `ids` (written documents) as they are now;
-    /// `None` if one is not a scalar the columns can place.
-    fn written_values<'s>(
-        &'s self,
-        plan: &Plan,
-        ids: roaring::RoaringBitmap,
-        k: &twinql_planner::eval::CPath,
-    ) -> Option<Vec<(u32, twinql_planner::eval::ScalarRef<'s>)>> {
-        use twinql_planner::eval::ScalarRef;
-        use twinql_planner::value::Value;
-        let kind = kind_of(plan.collection);
-        let coll = self.base.store.collection(kind);
-        let live = self.overlay.coll(kind);
-        ids.iter()
-            .filter_map(|id| {
-                let node = live.get(coll, id)?;
-                let v = match k.resolve(Value::Node(node)) {
-                    Value::Undefined => ScalarRef::Undefined,
-                    Value::Null => ScalarRef::Null,
-                    Value::Bool(b) => ScalarRef::Bool(b),
-                    Value::Number(n) => ScalarRef::Number(n),
-                    Value::String(std::borrow::Cow::Borrowed(s)) => ScalarRef::String(s),
-                    // An object, an array or a computed string: the documents decide.
-                    _ => return Some(None),
-                };
-                Some(Some((id, v)))
-            })
-            .collect()
     }
 
     /// The candidates of an access path: a full scan skips deleted documents.
@@ -1068,6 +1037,33 @@ impl Snapshot {
             )),
         }
     }
+}
+
+/// The value of group key `k` in each of the `ids` (written documents of `live`) as they are
+/// now; `None` if one is not a scalar the columns can place.
+fn written_values<'s>(
+    coll: twinql_store::Collection<'s>,
+    live: &'s twinql_store::live::LiveColl,
+    ids: roaring::RoaringBitmap,
+    k: &twinql_planner::eval::CPath,
+) -> Option<Vec<(u32, twinql_planner::eval::ScalarRef<'s>)>> {
+    use twinql_planner::eval::ScalarRef;
+    use twinql_planner::value::Value;
+    ids.iter()
+        .filter_map(|id| {
+            let node = live.get(coll, id)?;
+            let v = match k.resolve(Value::Node(node)) {
+                Value::Undefined => ScalarRef::Undefined,
+                Value::Null => ScalarRef::Null,
+                Value::Bool(b) => ScalarRef::Bool(b),
+                Value::Number(n) => ScalarRef::Number(n),
+                Value::String(std::borrow::Cow::Borrowed(s)) => ScalarRef::String(s),
+                // An object, an array or a computed string: the documents decide.
+                _ => return Some(None),
+            };
+            Some(Some((id, v)))
+        })
+        .collect()
 }
 
 /// Every document id of a collection of `len` documents.

@@ -484,6 +484,19 @@ pub enum ScalarRef<'a> {
     String(&'a str),
 }
 
+impl<'a> ScalarRef<'a> {
+    /// The scalar as an evaluator value.
+    fn value(self) -> Value<'a, NoNode> {
+        match self {
+            ScalarRef::Undefined => Value::Undefined,
+            ScalarRef::Null => Value::Null,
+            ScalarRef::Bool(b) => Value::Bool(b),
+            ScalarRef::Number(n) => Value::Number(n),
+            ScalarRef::String(s) => Value::String(Cow::Borrowed(s)),
+        }
+    }
+}
+
 /// The one document path an expression reads, if it reads exactly one (and nothing but the
 /// queried document): such an expression has the same value on every document where the
 /// path has the same scalar value, so a column store can evaluate it once per distinct
@@ -529,13 +542,7 @@ pub fn truth_at(e: &CExpr, value: ScalarRef<'_>) -> Option<bool> {
             Value::Undefined
         }
         fn path(&self, _: &CPath) -> Value<'a, NoNode> {
-            match self.0 {
-                ScalarRef::Undefined => Value::Undefined,
-                ScalarRef::Null => Value::Null,
-                ScalarRef::Bool(b) => Value::Bool(b),
-                ScalarRef::Number(n) => Value::Number(n),
-                ScalarRef::String(s) => Value::String(Cow::Borrowed(s)),
-            }
+            self.0.value()
         }
     }
     truth(&eval(e, &At(value), Mode::Twin))
@@ -545,24 +552,15 @@ pub fn truth_at(e: &CExpr, value: ScalarRef<'_>) -> Option<bool> {
 /// columns meet most (a path compared with a constant, `IN`, `STARTSWITH` and its kin) skip
 /// the tree walk and call the same comparison functions directly; anything else walks.
 pub fn truth_fn<'e>(e: &'e CExpr) -> Box<dyn Fn(ScalarRef<'_>) -> Option<bool> + Send + Sync + 'e> {
-    fn val<'v>(v: ScalarRef<'v>) -> Value<'v, NoNode> {
-        match v {
-            ScalarRef::Undefined => Value::Undefined,
-            ScalarRef::Null => Value::Null,
-            ScalarRef::Bool(b) => Value::Bool(b),
-            ScalarRef::Number(n) => Value::Number(n),
-            ScalarRef::String(s) => Value::String(Cow::Borrowed(s)),
-        }
-    }
     match e {
         CExpr::Compare(op, a, b) => match (&**a, &**b) {
             (CExpr::Path(_), CExpr::Const(c)) => {
                 let op = *op;
-                Box::new(move |v| compare(op, &val(v), &c.value::<NoNode>()))
+                Box::new(move |v| compare(op, &v.value(), &c.value::<NoNode>()))
             }
             (CExpr::Const(c), CExpr::Path(_)) => {
                 let op = *op;
-                Box::new(move |v| compare(op, &c.value::<NoNode>(), &val(v)))
+                Box::new(move |v| compare(op, &c.value::<NoNode>(), &v.value()))
             }
             _ => Box::new(move |v| truth_at(e, v)),
         },
@@ -572,7 +570,7 @@ pub fn truth_fn<'e>(e: &'e CExpr) -> Box<dyn Fn(ScalarRef<'_>) -> Option<bool> +
             negated,
         } if matches!(**expr, CExpr::Path(_)) => {
             let negated = *negated;
-            Box::new(move |v| in_list(&val(v), list).map(|b| b != negated))
+            Box::new(move |v| in_list(&v.value(), list).map(|b| b != negated))
         }
         CExpr::Call(f @ (Func::StartsWith | Func::EndsWith | Func::Contains), args) => {
             match args.as_slice() {

@@ -107,12 +107,16 @@ enum Key<'a> {
 
 impl<'a> Key<'a> {
     /// The key of a resolved value; `Err` holds the code of a value that is not a scalar.
+    fn number(n: f64) -> Key<'a> {
+        Key::Number(if n == 0.0 { 0 } else { n.to_bits() })
+    }
+
     fn of<N: Node<'a>>(v: Value<'a, N>) -> Result<Key<'a>, u32> {
         Ok(match v {
             Value::Undefined => return Err(UNDEFINED),
             Value::Null => Key::Null,
             Value::Bool(b) => Key::Bool(b),
-            Value::Number(n) => Key::Number(if n == 0.0 { 0 } else { n.to_bits() }),
+            Value::Number(n) => Key::number(n),
             Value::String(s) => Key::String(s),
             Value::Node(n) if n.kind() == Kind::Array => return Err(ARRAY),
             Value::Json(j) if j.is_array() => return Err(ARRAY),
@@ -125,7 +129,7 @@ impl<'a> Key<'a> {
             ScalarRef::Undefined => return None,
             ScalarRef::Null => Key::Null,
             ScalarRef::Bool(b) => Key::Bool(b),
-            ScalarRef::Number(n) => Key::Number(if n == 0.0 { 0 } else { n.to_bits() }),
+            ScalarRef::Number(n) => Key::number(n),
             ScalarRef::String(s) => Key::String(Cow::Borrowed(s)),
         })
     }
@@ -445,12 +449,17 @@ impl Tri {
 
     /// The documents where the condition is true.
     pub fn trues(&self) -> RoaringBitmap {
-        let mut bytes = Vec::with_capacity(self.t.len() * 8);
-        for w in &self.t {
-            bytes.extend_from_slice(&w.to_le_bytes());
-        }
-        RoaringBitmap::from_lsb0_bytes(0, &bytes)
+        bitmap_of_words(&self.t)
     }
+}
+
+/// The set whose members are the bits of `words`, bit `i` of word `w` being `64 * w + i`.
+fn bitmap_of_words<'w>(words: impl IntoIterator<Item = &'w u64>) -> RoaringBitmap {
+    let mut bytes = Vec::new();
+    for w in words {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    RoaringBitmap::from_lsb0_bytes(0, &bytes)
 }
 
 /// What the columns say of a condition over a collection's documents.
@@ -653,15 +662,7 @@ impl ColumnCache {
                 })
                 .collect();
             (0..codes)
-                .map(|c| {
-                    let mut bytes = Vec::with_capacity(parts.len() * PART / 8);
-                    for p in &parts {
-                        for w in &p[c] {
-                            bytes.extend_from_slice(&w.to_le_bytes());
-                        }
-                    }
-                    RoaringBitmap::from_lsb0_bytes(0, &bytes)
-                })
+                .map(|c| bitmap_of_words(parts.iter().flat_map(|p| &p[c])))
                 .collect()
         } else {
             let mut lists: Vec<Vec<u32>> = vec![Vec::new(); codes];
