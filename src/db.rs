@@ -5,8 +5,8 @@ use parking_lot::{FairMutex, FairMutexGuard, Mutex, MutexGuard};
 use roaring::RoaringBitmap;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
@@ -441,7 +441,22 @@ impl Database {
     /// A consistent view of everything written so far. O(1); writers are held up for the time
     /// it takes to copy a few pointers.
     pub fn snapshot(&self) -> Snapshot {
-        let w = self.lock_writer();
+        // Writers hold the lock for microseconds at a time, and leave it free for longer while
+        // they copy and patch a twin: a reader that spins for it gets it in the next gap,
+        // where one that parks waits to be handed it and woken (tens of microseconds more,
+        // with the writer held up meanwhile). Past the spin, it waits in line.
+        let spin_until = Instant::now() + SNAPSHOT_SPIN;
+        let w = loop {
+            if let Some(w) = self.writer.try_lock() {
+                break w;
+            }
+            if Instant::now() >= spin_until {
+                break self.lock_writer();
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        };
         Snapshot::new(w.base.clone(), w.overlay.clone(), w.generation)
     }
 
@@ -626,6 +641,48 @@ pub(crate) fn rebuild(
     );
     let index = policy.map(|p| StoreIndex::build(&store, p));
     (store, index)
+}
+
+/// How long [`Database::snapshot`] spins for the writer lock before it waits in line.
+const SNAPSHOT_SPIN: Duration = Duration::from_micros(200);
+
+/// Snapshots taken before later writes hold the only references to the versions those writes
+/// replaced (documents, index postings, bitmaps copied on write); freeing them can take longer
+/// than the query that used the snapshot. Such snapshots are handed to a background thread to
+/// be dropped, so a query's caller does not wait for it.
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if self.overlay.is_latest() && Arc::strong_count(&self.base) > 1 {
+            return;
+        }
+        let parts = (
+            Arc::clone(&self.base),
+            std::mem::replace(&mut self.overlay, Overlay::empty()),
+        );
+        drop_later(Box::new(parts));
+    }
+}
+
+/// Drops `garbage` on the background dropping thread (started on first use), or here if that
+/// thread cannot be started.
+fn drop_later(garbage: Box<dyn Send>) {
+    static DROPPER: OnceLock<Option<Sender<Box<dyn Send>>>> = OnceLock::new();
+    let sink = DROPPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Send>>();
+        std::thread::Builder::new()
+            .name("twinql-drop".into())
+            .spawn(move || {
+                for g in rx {
+                    drop(g);
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = sink {
+        // A send fails only if the thread is gone; then the garbage comes back and is dropped here.
+        let _ = tx.send(garbage);
+    }
 }
 
 impl Snapshot {

@@ -82,17 +82,38 @@ pub struct WriteAck {
     pub etag: String,
 }
 
-const VERSION_ROOTS: [Root<'static>; 2] = [&["version"], &["etag"]];
+const VERSION_ROOTS: [&str; 2] = ["version", "etag"];
 
-fn roots(update: &Update<'_>) -> Vec<Root<'static>> {
-    let mut r: Vec<Root<'static>> = VERSION_ROOTS.to_vec();
+/// Where the index entries a write can change are: the twin's `version` and `etag`, and for a
+/// merge patch of one section only the members the patch names, with the section's
+/// `$metadata` and `$version` (a merge patch leaves every other member of the section as it
+/// was). Whole sections for the back end's twin patch and replace.
+fn roots<'u>(update: &Update<'u>) -> Vec<Vec<&'u str>> {
+    let mut r: Vec<Vec<&'u str>> = VERSION_ROOTS.iter().map(|n| vec![*n]).collect();
+    let mut section = |path: &[&'u str], patch: &'u Doc, dated: bool| match patch.as_object() {
+        Some(o) => {
+            for (k, _) in o.iter() {
+                let mut root = path.to_vec();
+                root.push(k);
+                r.push(root);
+            }
+            if dated {
+                for k in ["$metadata", "$version"] {
+                    let mut root = path.to_vec();
+                    root.push(k);
+                    r.push(root);
+                }
+            }
+        }
+        None => r.push(path.to_vec()),
+    };
     match update {
-        Update::PatchReported(_) => r.push(&["properties", "reported"]),
-        Update::PatchDesired(_) => r.push(&["properties", "desired"]),
-        Update::PatchTags(_) => r.push(&["tags"]),
+        Update::PatchReported(p) => section(&["properties", "reported"], p, true),
+        Update::PatchDesired(p) => section(&["properties", "desired"], p, true),
+        Update::PatchTags(p) => section(&["tags"], p, false),
         Update::PatchTwin(_) | Update::ReplaceTwin(_) => {
-            r.push(&["tags"]);
-            r.push(&["properties", "desired"]);
+            r.push(vec!["tags"]);
+            r.push(vec!["properties", "desired"]);
         }
     }
     r
@@ -314,6 +335,8 @@ impl Database {
             ..
         } = &mut *w;
         let ack = ack(&applied.twin);
+        let roots = roots(update);
+        let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
         let (_, replaced) = overlay.put(
             store,
             policy,
@@ -321,7 +344,7 @@ impl Database {
             kind,
             Some(doc_id),
             applied.twin,
-            &roots(update),
+            &roots,
         );
         garbage.push(replaced);
         if let Some(patch) = applied.desired_notification {

@@ -262,3 +262,99 @@ fn a_patched_twin_moves_between_index_answers() {
     let all = db.query_all("SELECT COUNT() AS n FROM devices").unwrap();
     assert_eq!(all, vec![format!("{{\"n\":{}}}", TWINS - 1)]);
 }
+
+/// A section patch re-indexes only the members it names, so the members every such write
+/// changes besides them must be re-indexed too: the twin's `version` and `etag`, and the
+/// section's `$version` and `$metadata` (indexed here by a policy that includes them).
+#[test]
+fn section_patches_reindex_versions_etags_and_metadata() {
+    let mut store = Store::new();
+    store
+        .load_bytes("generated", bytes(), &LoadOptions::default())
+        .expect("load");
+    let mut db = Database::from_store(store);
+    let policy = twinql_store::index::IndexPolicy::from_json(
+        r#"{"include": ["tags/*", "properties/*", "version", "etag"], "exclude": []}"#,
+    )
+    .expect("policy");
+    db.build_index(&policy);
+    let dev = id(3);
+    let before: serde_json::Value =
+        serde_json::from_str(&db.get_twin(&dev).expect("twin")).expect("json");
+    db.patch_reported(&dev, r#"{"temperature":-41.5}"#).unwrap();
+    db.patch_desired(&dev, r#"{"mode":"eco"}"#, None).unwrap();
+    db.patch_tags(&dev, r#"{"floor":77}"#, None).unwrap();
+    let after: serde_json::Value =
+        serde_json::from_str(&db.get_twin(&dev).expect("twin")).expect("json");
+    let reported_at = after["properties"]["reported"]["$metadata"]["temperature"]["$lastUpdated"]
+        .as_str()
+        .expect("dated")
+        .to_string();
+    // (condition, whether the written twin meets it now)
+    let checks = [
+        (format!("version = {}", after["version"]), true),
+        (format!("version = {}", before["version"]), false),
+        (
+            format!("etag = '{}'", after["etag"].as_str().unwrap()),
+            true,
+        ),
+        (
+            format!("etag = '{}'", before["etag"].as_str().unwrap()),
+            false,
+        ),
+        (
+            format!(
+                "properties.reported.$version = {}",
+                after["properties"]["reported"]["$version"]
+            ),
+            true,
+        ),
+        (
+            format!(
+                "properties.reported.$version = {}",
+                before["properties"]["reported"]["$version"]
+            ),
+            false,
+        ),
+        (
+            format!(
+                "properties.desired.$version = {}",
+                after["properties"]["desired"]["$version"]
+            ),
+            true,
+        ),
+        (
+            format!("properties.reported.$metadata.temperature.$lastUpdated = '{reported_at}'"),
+            true,
+        ),
+        (
+            format!("properties.reported.$metadata.$lastUpdated = '{reported_at}'"),
+            true,
+        ),
+        (
+            format!(
+                "properties.desired.$metadata.mode.$lastUpdated = '{}'",
+                after["properties"]["desired"]["$metadata"]["mode"]["$lastUpdated"]
+                    .as_str()
+                    .expect("dated")
+            ),
+            true,
+        ),
+        ("properties.reported.temperature = -41.5".to_string(), true),
+        ("tags.floor = 77".to_string(), true),
+    ];
+    for (cond, found) in checks {
+        let q = format!("SELECT deviceId FROM devices WHERE {cond}");
+        let (indexed, scanned, how) = rows(&db, &q);
+        assert_eq!(indexed, scanned, "{q} via {how}");
+        assert!(
+            how.starts_with("Index"),
+            "{q} is answered by the index ({how})"
+        );
+        assert_eq!(
+            scanned.iter().any(|r| r.contains(&dev.device_id)),
+            found,
+            "{q}: {scanned:?}"
+        );
+    }
+}

@@ -61,6 +61,11 @@ impl Bits {
         match self.find(x) {
             Ok(i) => {
                 let c = &mut self.chunks[i].1;
+                // Unshared: insert in place (one search). Shared with a snapshot: copy the
+                // range only if `x` is new to it.
+                if let Some(r) = Arc::get_mut(c) {
+                    return r.insert(x);
+                }
                 !c.contains(x) && Arc::make_mut(c).insert(x)
             }
             Err(i) => {
@@ -78,10 +83,14 @@ impl Bits {
             return false;
         };
         let c = &mut self.chunks[i].1;
-        if !c.contains(x) {
+        let removed = if let Some(r) = Arc::get_mut(c) {
+            r.remove(x)
+        } else {
+            c.contains(x) && Arc::make_mut(c).remove(x)
+        };
+        if !removed {
             return false;
         }
-        Arc::make_mut(c).remove(x);
         if c.is_empty() {
             self.chunks.remove(i);
         }
@@ -200,13 +209,17 @@ fn remove(b: &mut Bits, doc: u32) {
 }
 
 fn insert_small(b: &mut Small, doc: u32) {
-    if !b.contains(doc) {
+    if let Some(r) = Arc::get_mut(b) {
+        r.insert(doc);
+    } else if !b.contains(doc) {
         Arc::make_mut(b).insert(doc);
     }
 }
 
 fn remove_small(b: &mut Small, doc: u32) {
-    if b.contains(doc) {
+    if let Some(r) = Arc::get_mut(b) {
+        r.remove(doc);
+    } else if b.contains(doc) {
         Arc::make_mut(b).remove(doc);
     }
 }
@@ -326,9 +339,8 @@ impl DeltaIndex {
             }
         };
         let dp = Arc::make_mut(slot);
-        if base && !dp.changed.contains(doc) {
-            // The base postings hold the old entry: hide them from now on.
-            dp.changed.insert(doc);
+        if base && dp.changed.insert(doc) {
+            // The base postings hold the old entry: they are hidden from now on.
         } else if let Some(o) = old {
             dp.remove(doc, o);
         }

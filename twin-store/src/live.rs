@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::dict::FxBuild;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use imbl::HashMap as PMap;
 use twinql_planner::value::{Key, Kind, Node};
@@ -312,6 +313,9 @@ pub struct Overlay {
     colls: [LiveColl; 3],
     keys: KeyExt,
     seq: u64,
+    /// The write sequence number of the overlay this one was cloned from, as writes go on:
+    /// shared by every clone, so a snapshot can tell whether writes followed it.
+    latest: Arc<AtomicU64>,
 }
 
 /// Writer-side cache (not shared with snapshots): the index policy's verdict per path, as a
@@ -373,7 +377,24 @@ impl Overlay {
                 ..KeyExt::default()
             },
             seq: 0,
+            latest: Arc::default(),
         }
+    }
+
+    /// A stand-in with no documents (for moving an overlay out of its holder).
+    pub fn empty() -> Overlay {
+        Overlay {
+            colls: CollectionKind::ALL.map(|_| LiveColl::new(0)),
+            keys: KeyExt::default(),
+            seq: 0,
+            latest: Arc::default(),
+        }
+    }
+
+    /// Whether no write followed this overlay in the overlay it was cloned from (then it
+    /// shares all its parts with that overlay, and dropping it frees nothing).
+    pub fn is_latest(&self) -> bool {
+        self.latest.load(Ordering::Relaxed) == self.seq
     }
 
     /// One collection.
@@ -399,6 +420,7 @@ impl Overlay {
     /// Sets the write sequence number (it carries on across a compaction).
     pub fn set_seq(&mut self, seq: u64) {
         self.seq = seq;
+        self.latest.store(seq, Ordering::Relaxed);
     }
 
     /// Stores `new` as document `id` of `kind` (`None`: a new document), keeping the index
@@ -451,6 +473,7 @@ impl Overlay {
         let replaced = c.docs.insert(id, Arc::new(new));
         c.overridden.insert(id);
         self.seq += 1;
+        self.latest.store(self.seq, Ordering::Relaxed);
         (id, replaced)
     }
 
@@ -502,6 +525,7 @@ impl Overlay {
         c.deleted.insert(id);
         c.alive.remove(id);
         self.seq += 1;
+        self.latest.store(self.seq, Ordering::Relaxed);
     }
 }
 
@@ -681,5 +705,41 @@ fn first_member<'a>(n: AnyNode<'a>, name: &str) -> Option<AnyNode<'a>> {
             .find(|(k, _, _)| *k == name)
             .map(|(_, _, v)| AnyNode::Tape(v)),
         AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LoadOptions;
+
+    #[test]
+    fn a_clone_knows_whether_writes_followed_it() {
+        let mut store = Store::new();
+        store
+            .load_bytes(
+                "t",
+                br#"{"deviceId":"a","tags":{"x":0}}"#,
+                &LoadOptions::default(),
+            )
+            .expect("load");
+        let mut overlay = Overlay::new(&store);
+        let snapshot = overlay.clone();
+        assert!(snapshot.is_latest() && overlay.is_latest());
+        let doc = Doc::parse(r#"{"deviceId":"a","tags":{"x":1}}"#).expect("json");
+        let mut cache = PolicyCache::default();
+        overlay.put(
+            &store,
+            None,
+            &mut cache,
+            CollectionKind::Devices,
+            Some(0),
+            doc,
+            &[],
+        );
+        assert!(overlay.is_latest());
+        assert!(!snapshot.is_latest());
+        assert!(overlay.clone().is_latest());
+        assert!(Overlay::empty().is_pristine() && Overlay::empty().is_latest());
     }
 }
