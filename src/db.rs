@@ -158,46 +158,6 @@ pub(crate) struct Writer {
     pub(crate) overlay: Overlay,
     pub(crate) cache: PolicyCache,
     pub(crate) subscribers: HashMap<(String, Option<String>), Vec<Sender<DesiredUpdate>>>,
-    /// Replaced document versions, freed on another thread.
-    pub(crate) garbage: Garbage,
-}
-
-/// Replaced document versions: freeing a twin costs as much as copying it, so writers hand
-/// them to a background thread in batches.
-#[derive(Default)]
-pub(crate) struct Garbage {
-    batch: Vec<Arc<twinql_store::Doc>>,
-    sink: Option<Sender<Vec<Arc<twinql_store::Doc>>>>,
-}
-
-impl Garbage {
-    const BATCH: usize = 512;
-
-    pub(crate) fn push(&mut self, d: Option<Arc<twinql_store::Doc>>) {
-        let Some(d) = d else { return };
-        self.batch.push(d);
-        if self.batch.len() < Self::BATCH {
-            return;
-        }
-        let batch = std::mem::take(&mut self.batch);
-        if self.sink.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Vec<Arc<twinql_store::Doc>>>();
-            let spawned = std::thread::Builder::new()
-                .name("twinql-free".into())
-                .spawn(move || {
-                    for b in rx {
-                        drop(b)
-                    }
-                });
-            if spawned.is_ok() {
-                self.sink = Some(tx);
-            }
-        }
-        if let Some(tx) = &self.sink {
-            // If the thread is gone the batch comes back and is freed here.
-            let _ = tx.send(batch);
-        }
-    }
 }
 
 /// A desired-property patch as a device receives it.
@@ -349,7 +309,6 @@ impl Database {
                 overlay,
                 cache: PolicyCache::default(),
                 subscribers: HashMap::new(),
-                garbage: Garbage::default(),
             }),
             snapshots: Mutex::new(VecDeque::new()),
             names: Mutex::new(twinql_store::NameCache::default()),

@@ -43,6 +43,7 @@ use twinql_store::CollectionKind;
 use twinql_store::doc::Doc;
 use twinql_store::index::{IndexPolicy, StoreIndex};
 use twinql_store::live::{Overlay, PolicyCache};
+use twinql_store::packed::Packed;
 use twinql_store::segment::{
     SegmentError, SegmentInfo, open_segment, sync_dir, write_segment_file,
 };
@@ -280,7 +281,8 @@ fn replay(
             ("put", Some(raw)) => {
                 let doc = Doc::parse(raw.get())
                     .map_err(|e| corrupt(format!("log record holds an invalid twin: {e}")))?;
-                overlay.put(store, policy, cache, kind, id, doc, &[]);
+                let packed = Packed::pack(&doc);
+                overlay.put(store, policy, cache, kind, id, &doc, packed, &[]);
             }
             ("delete", _) => {
                 if let Some(id) = id {

@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, channel};
 use twinql_store::CollectionKind;
 use twinql_store::doc::Doc;
 use twinql_store::live::{AnyNode, Root};
+use twinql_store::packed::Packed;
 use twinql_store::twin::{self, ErrorCode, HubError, Update};
 
 use crate::db::{Database, DesiredUpdate, Writer};
@@ -190,7 +191,8 @@ impl Database {
             doc: &doc,
         }])?;
         let Writer { overlay, cache, .. } = &mut *w;
-        let _ = overlay.put(store, policy, cache, kind, None, doc, &[]);
+        let packed = Packed::pack(&doc);
+        let _ = overlay.put(store, policy, cache, kind, None, &doc, packed, &[]);
         drop(w);
         pending.sync()?;
         Ok(text)
@@ -284,7 +286,7 @@ impl Database {
         // Copying the twin and applying the rules run outside the writer lock; the lock is
         // taken to find the current version and, after, to store the result if that version
         // (and the base) is still current (else the write is redone on the newer one).
-        let (mut w, base, doc_id, applied) = loop {
+        let (mut w, base, doc_id, applied, packed) = loop {
             let (base, doc_id, held) = {
                 let w = self.lock_writer();
                 let base = w.base.clone();
@@ -299,13 +301,17 @@ impl Database {
             };
             let coll = base.store.collection(kind);
             let applied = match &held {
-                Some(d) => twin::apply(d, update, if_match, &now)?,
+                Some(p) => {
+                    let copy = p.unpack(&mut self.names.lock());
+                    twin::apply_owned(copy, update, if_match, &now)?
+                }
                 None if (doc_id as usize) < coll.len() => {
                     let copy = Doc::from_tape(coll.doc(doc_id), &mut self.names.lock());
                     twin::apply_owned(copy, update, if_match, &now)?
                 }
                 None => return Err(id.not_found()),
             };
+            let packed = Packed::pack(&applied.twin);
             let w = self.lock_writer();
             let live = w.overlay.coll(kind);
             let current = Arc::ptr_eq(&w.base, &base)
@@ -316,7 +322,7 @@ impl Database {
                     _ => false,
                 };
             if current {
-                break (w, base, doc_id, applied);
+                break (w, base, doc_id, applied, packed);
             }
         };
         let store = &base.store;
@@ -331,7 +337,6 @@ impl Database {
             overlay,
             cache,
             subscribers,
-            garbage,
             ..
         } = &mut *w;
         let ack = ack(&applied.twin);
@@ -343,10 +348,10 @@ impl Database {
             cache,
             kind,
             Some(doc_id),
-            applied.twin,
+            &applied.twin,
+            packed,
             &roots,
         );
-        garbage.push(replaced);
         if let Some(patch) = applied.desired_notification {
             let key = (id.device_id.clone(), id.module_id.clone());
             if let Some(subs) = subscribers.get_mut(&key) {
@@ -363,6 +368,9 @@ impl Database {
             }
         }
         drop(w);
+        // The replaced version and the written tree are freed outside the lock.
+        drop(replaced);
+        drop(applied.twin);
         pending.sync()?;
         Ok(ack)
     }
@@ -461,6 +469,11 @@ fn device_of(n: AnyNode<'_>) -> Option<String> {
             .as_object()
             .and_then(|o| o.get("deviceId"))
             .and_then(Doc::as_string)
+            .map(str::to_string),
+        AnyNode::Packed(p) => p
+            .members()
+            .find(|(k, _)| *k == "deviceId")
+            .and_then(|(_, v)| twinql_planner::value::Node::as_str(v))
             .map(str::to_string),
         AnyNode::Tape(t) => t
             .members()

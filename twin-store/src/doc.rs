@@ -145,6 +145,7 @@ impl FromIterator<(String, Doc)> for Object {
 #[derive(Debug, Default)]
 pub struct NameCache {
     names: Vec<Option<Arc<str>>>,
+    named: std::collections::HashSet<Arc<str>>,
 }
 
 impl NameCache {
@@ -158,6 +159,19 @@ impl NameCache {
             self.names.resize(i + 1, None);
         }
         self.names[i].get_or_insert_with(|| name.into()).clone()
+    }
+
+    /// The shared name spelled `name` (for documents without key ids).
+    pub fn named(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.named.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        // Names are few in practice; a flood of distinct ones is not kept.
+        if self.named.len() < 1 << 16 {
+            self.named.insert(n.clone());
+        }
+        n
     }
 }
 

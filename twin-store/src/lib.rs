@@ -57,6 +57,7 @@ pub mod index;
 pub mod live;
 mod load;
 pub mod mapped;
+pub mod packed;
 mod parse;
 pub mod segment;
 mod store;

@@ -18,6 +18,7 @@ use twinql_planner::value::{Key, Kind, Node};
 use crate::delta::{Bits, DeltaIndex, Entry};
 use crate::doc::Doc;
 use crate::index::IndexPolicy;
+use crate::packed::{Packed, PackedRef};
 use crate::store::{ABSENT_KEY, Collection, CollectionKind, Store};
 use crate::tape::NodeRef;
 
@@ -26,8 +27,10 @@ use crate::tape::NodeRef;
 pub enum AnyNode<'a> {
     /// A node of a loaded tape.
     Tape(NodeRef<'a>),
-    /// A node of a written document.
+    /// A node of a document being written (or a stand-in `null`).
     Owned(&'a Doc),
+    /// A node of a written document, as the overlay keeps it.
+    Packed(PackedRef<'a>),
 }
 
 impl<'a> Node<'a> for AnyNode<'a> {
@@ -36,6 +39,7 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.kind(),
             AnyNode::Owned(d) => d.kind(),
+            AnyNode::Packed(p) => p.kind(),
         }
     }
     #[inline]
@@ -43,6 +47,7 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.as_bool(),
             AnyNode::Owned(d) => d.as_bool(),
+            AnyNode::Packed(p) => p.as_bool(),
         }
     }
     #[inline]
@@ -50,6 +55,7 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.as_f64(),
             AnyNode::Owned(d) => d.as_f64(),
+            AnyNode::Packed(p) => p.as_f64(),
         }
     }
     #[inline]
@@ -57,6 +63,7 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.as_str(),
             AnyNode::Owned(d) => d.as_string(),
+            AnyNode::Packed(p) => p.as_str(),
         }
     }
     #[inline]
@@ -64,6 +71,7 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.member(key).map(AnyNode::Tape),
             AnyNode::Owned(d) => d.member(key).map(AnyNode::Owned),
+            AnyNode::Packed(p) => p.member(key).map(AnyNode::Packed),
         }
     }
     #[inline]
@@ -71,24 +79,28 @@ impl<'a> Node<'a> for AnyNode<'a> {
         match self {
             AnyNode::Tape(n) => n.element(index).map(AnyNode::Tape),
             AnyNode::Owned(d) => d.element(index).map(AnyNode::Owned),
+            AnyNode::Packed(p) => p.element(index).map(AnyNode::Packed),
         }
     }
     fn len(self) -> usize {
         match self {
             AnyNode::Tape(n) => n.len(),
             AnyNode::Owned(d) => Node::len(d),
+            AnyNode::Packed(p) => p.len(),
         }
     }
     fn write_json(self, out: &mut Vec<u8>) {
         match self {
             AnyNode::Tape(n) => n.write_json(out),
             AnyNode::Owned(d) => d.write(out),
+            AnyNode::Packed(p) => p.write_json(out),
         }
     }
     fn for_each_member(self, f: &mut dyn FnMut(&str, Self)) {
         match self {
             AnyNode::Tape(n) => n.for_each_member(&mut |k, v| f(k, AnyNode::Tape(v))),
             AnyNode::Owned(d) => d.for_each_member(&mut |k, v| f(k, AnyNode::Owned(v))),
+            AnyNode::Packed(p) => p.for_each_member(&mut |k, v| f(k, AnyNode::Packed(v))),
         }
     }
 }
@@ -160,7 +172,7 @@ impl KeyExt {
 pub struct LiveColl {
     base_len: u32,
     len: u32,
-    docs: PMap<u32, Arc<Doc>>,
+    docs: PMap<u32, Arc<Packed>>,
     overridden: Bits,
     deleted: Bits,
     created: PMap<(Arc<str>, Option<Arc<str>>), u32>,
@@ -246,7 +258,7 @@ impl LiveColl {
 
     /// The written version of document `id`, if any (a shared handle, so the overlay can
     /// change while it is read).
-    pub fn held(&self, id: u32) -> Option<Arc<Doc>> {
+    pub fn held(&self, id: u32) -> Option<Arc<Packed>> {
         if self.overridden.contains(id) {
             self.docs.get(&id).cloned()
         } else {
@@ -259,13 +271,13 @@ impl LiveColl {
         &self,
         base: Collection<'a>,
         id: u32,
-        held: Option<&'a Doc>,
+        held: Option<&'a Packed>,
     ) -> Option<AnyNode<'a>> {
         if self.deleted.contains(id) {
             return None;
         }
         match held {
-            Some(d) => Some(AnyNode::Owned(d)),
+            Some(p) => Some(AnyNode::Packed(p.root())),
             None if id < self.base_len => Some(AnyNode::Tape(base.doc(id))),
             None => None,
         }
@@ -275,7 +287,7 @@ impl LiveColl {
     #[inline]
     pub fn node<'a>(&'a self, base: Collection<'a>, id: u32) -> Option<AnyNode<'a>> {
         if self.overridden.contains(id) {
-            return self.docs.get(&id).map(|d| AnyNode::Owned(d));
+            return self.docs.get(&id).map(|p| AnyNode::Packed(p.root()));
         }
         if id < self.base_len {
             return Some(AnyNode::Tape(base.doc(id)));
@@ -435,11 +447,12 @@ impl Overlay {
         cache: &mut PolicyCache,
         kind: CollectionKind,
         id: Option<u32>,
-        new: Doc,
+        new: &Doc,
+        packed: Packed,
         roots: &[Root<'_>],
-    ) -> (u32, Option<Arc<Doc>>) {
+    ) -> (u32, Option<Arc<Packed>>) {
         let base = store.collection(kind);
-        let identity = identity_of(kind, &new);
+        let identity = identity_of(kind, AnyNode::Owned(new));
         let ci = kind as usize;
         let id = match id {
             Some(id) => id,
@@ -464,13 +477,13 @@ impl Overlay {
                 keys: &mut self.keys,
             };
             let olds = ix.entries(old, roots);
-            let news = ix.entries(Some(AnyNode::Owned(&new)), roots);
+            let news = ix.entries(Some(AnyNode::Owned(new)), roots);
             let is_base = id < self.colls[ci].base_len;
             apply_diff(&mut self.colls[ci].index, cache, id, is_base, olds, news);
         }
-        // Without indexes no key ids are needed: owned documents are read by member name.
+        // Without indexes no key ids are needed: written documents are read by member name.
         let c = &mut self.colls[ci];
-        let replaced = c.docs.insert(id, Arc::new(new));
+        let replaced = c.docs.insert(id, Arc::new(packed));
         c.overridden.insert(id);
         self.seq += 1;
         self.latest.store(self.seq, Ordering::Relaxed);
@@ -495,7 +508,9 @@ impl Overlay {
         let Some(old) = self.colls[ci].old_node(base, id, held.as_deref()) else {
             return;
         };
-        let identity = held.as_deref().and_then(|d| identity_of(kind, d));
+        let identity = held
+            .as_deref()
+            .and_then(|p| identity_of(kind, AnyNode::Packed(p.root())));
         if let Some(policy) = policy {
             let mut ix = Indexer {
                 store,
@@ -529,13 +544,17 @@ impl Overlay {
     }
 }
 
-fn identity_of(kind: CollectionKind, d: &Doc) -> Option<(Arc<str>, Option<Arc<str>>)> {
-    let o = d.as_object()?;
-    let dev: Arc<str> = o.get("deviceId")?.as_string()?.into();
+fn identity_of(kind: CollectionKind, d: AnyNode<'_>) -> Option<(Arc<str>, Option<Arc<str>>)> {
+    let text = |name: &str| {
+        first_member(d, name)
+            .and_then(|n| n.as_str())
+            .map(Arc::<str>::from)
+    };
+    let dev = text("deviceId")?;
     let sub = match kind {
         CollectionKind::Devices => None,
-        CollectionKind::Modules => Some(o.get("moduleId")?.as_string()?.into()),
-        CollectionKind::Jobs => Some(o.get("jobId")?.as_string()?.into()),
+        CollectionKind::Modules => Some(text("moduleId")?),
+        CollectionKind::Jobs => Some(text("jobId")?),
     };
     Some((dev, sub))
 }
@@ -693,6 +712,13 @@ impl Indexer<'_> {
                     }
                 }
             }
+            AnyNode::Packed(p) => {
+                // Packed objects come from owned ones: member names are unique.
+                for (k, child) in p.members() {
+                    let id = self.keys.id(self.store, k);
+                    self.visit(trie, id, k, AnyNode::Packed(child), names, out);
+                }
+            }
         }
     }
 }
@@ -705,6 +731,10 @@ fn first_member<'a>(n: AnyNode<'a>, name: &str) -> Option<AnyNode<'a>> {
             .find(|(k, _, _)| *k == name)
             .map(|(_, _, v)| AnyNode::Tape(v)),
         AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
+        AnyNode::Packed(p) => p
+            .members()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| AnyNode::Packed(v)),
     }
 }
 
@@ -734,7 +764,8 @@ mod tests {
             &mut cache,
             CollectionKind::Devices,
             Some(0),
-            doc,
+            &doc,
+            Packed::pack(&doc),
             &[],
         );
         assert!(overlay.is_latest());
