@@ -126,12 +126,17 @@ struct Out<W: Write> {
     w: W,
     pos: u64,
     crc: crc32fast::Hasher,
+    /// Whether the section being written has a CRC of its own (sections whose items carry
+    /// their own CRCs do not: their bytes are not hashed twice).
+    hashing: bool,
 }
 
 impl<W: Write> Out<W> {
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.w.write_all(b)?;
-        self.crc.update(b);
+        if self.hashing {
+            self.crc.update(b);
+        }
         self.pos += b.len() as u64;
         Ok(())
     }
@@ -184,6 +189,7 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
         w: BufWriter::with_capacity(1 << 20, &file),
         pos: 0,
         crc: crc32fast::Hasher::new(),
+        hashing: true,
     };
     let mut entries = Vec::new();
     out.put(&[0u8; HEADER_LEN]).map_err(io)?;
@@ -373,7 +379,9 @@ fn section<W: Write>(
     body: impl FnOnce(&mut Out<W>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let (offset, _) = out.start();
+    out.hashing = flags & FLAG_ITEMS_CHECKED == 0;
     body(out)?;
+    out.hashing = true;
     let (end, crc) = out.start();
     entries.push(Entry {
         kind,
