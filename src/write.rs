@@ -464,21 +464,7 @@ fn module_of(n: AnyNode<'_>) -> Option<String> {
 }
 
 fn device_of(n: AnyNode<'_>) -> Option<String> {
-    match n {
-        AnyNode::Owned(d) => d
-            .as_object()
-            .and_then(|o| o.get("deviceId"))
-            .and_then(Doc::as_string)
-            .map(str::to_string),
-        AnyNode::Packed(p) => p
-            .members()
-            .find(|(k, _)| *k == "deviceId")
-            .and_then(|(_, v)| twinql_planner::value::Node::as_str(v))
-            .map(str::to_string),
-        AnyNode::Tape(t) => t
-            .members()
-            .find(|(k, _, _)| *k == "deviceId")
-            .and_then(|(_, _, v)| twinql_planner::value::Node::as_str(v))
-            .map(str::to_string),
-    }
+    n.exact_member("deviceId")
+        .and_then(twinql_planner::value::Node::as_str)
+        .map(str::to_string)
 }

@@ -33,6 +33,24 @@ pub enum AnyNode<'a> {
     Packed(PackedRef<'a>),
 }
 
+impl<'a> AnyNode<'a> {
+    /// The first member named exactly `name` (no case-insensitive fallback), if this is an
+    /// object.
+    pub fn exact_member(self, name: &str) -> Option<AnyNode<'a>> {
+        match self {
+            AnyNode::Tape(t) => t
+                .members()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, _, v)| AnyNode::Tape(v)),
+            AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
+            AnyNode::Packed(p) => p
+                .members()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| AnyNode::Packed(v)),
+        }
+    }
+}
+
 impl<'a> Node<'a> for AnyNode<'a> {
     #[inline]
     fn kind(self) -> Kind {
@@ -546,7 +564,7 @@ impl Overlay {
 
 fn identity_of(kind: CollectionKind, d: AnyNode<'_>) -> Option<(Arc<str>, Option<Arc<str>>)> {
     let text = |name: &str| {
-        first_member(d, name)
+        d.exact_member(name)
             .and_then(|n| n.as_str())
             .map(Arc::<str>::from)
     };
@@ -634,7 +652,7 @@ impl Indexer<'_> {
             let mut node = Some(doc);
             let mut trie = 0u32;
             for (depth, name) in root.iter().enumerate() {
-                node = node.and_then(|n| first_member(n, name));
+                node = node.and_then(|n| n.exact_member(name));
                 let Some(n) = node else { break };
                 let key = self.keys.id(self.store, name);
                 names.push(name);
@@ -720,21 +738,6 @@ impl Indexer<'_> {
                 }
             }
         }
-    }
-}
-
-/// The first member named exactly `name`.
-fn first_member<'a>(n: AnyNode<'a>, name: &str) -> Option<AnyNode<'a>> {
-    match n {
-        AnyNode::Tape(t) => t
-            .members()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| AnyNode::Tape(v)),
-        AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
-        AnyNode::Packed(p) => p
-            .members()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| AnyNode::Packed(v)),
     }
 }
 

@@ -31,8 +31,6 @@
 //! assert_eq!(text, doc.to_json_string().into_bytes());
 //! ```
 
-use std::sync::Arc;
-
 use twinql_planner::value::{Key, Kind, Node, write_json_string, write_number};
 
 use crate::doc::{Doc, NameCache, Number, Object};
@@ -419,9 +417,6 @@ fn unpack(n: PackedRef<'_>, names: &mut NameCache) -> Doc {
         }
     }
 }
-
-/// A shared handle to a packed document, as the overlay holds it.
-pub type SharedPacked = Arc<Packed>;
 
 #[cfg(test)]
 mod tests {
