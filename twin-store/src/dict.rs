@@ -26,7 +26,7 @@ impl KeyDict {
         let id = self.names.len() as u32;
         self.names.push(name.into());
         let mut json = Vec::with_capacity(name.len() + 3);
-        crate::tape::write_str(name, &mut json);
+        crate::tape::write_str(name.as_bytes(), &mut json);
         json.push(b':');
         self.json_names.push(json.into_boxed_slice());
         self.exact.insert(name.into(), id);

@@ -247,11 +247,14 @@ where
     F: Fn(u32) -> N + Sync,
 {
     let (ids, next) = page_ids(plan, len, doc, opts, cands);
-    let render = |id: &u32| render_row(plan, doc(*id));
+    // Rows are written into a buffer each worker reuses, then copied out at their exact size.
+    // Rows are written into a buffer each worker reuses, then copied out at their exact size.
+    let render = |buf: &mut Vec<u8>, id: &u32| render_row_with(plan, doc(*id), buf);
     let rows = if opts.parallel && ids.len() > 256 {
-        ids.par_iter().map(render).collect()
+        ids.par_iter().map_init(Vec::new, render).collect()
     } else {
-        ids.iter().map(render).collect()
+        let mut buf = Vec::new();
+        ids.iter().map(|id| render(&mut buf, id)).collect()
     };
     Output { rows, next }
 }
@@ -331,12 +334,14 @@ where
 
 /// The JSON text of one result row for a row query.
 pub fn render_row<'a, N: Node<'a>>(plan: &'a Plan, node: N) -> String {
-    let mut out = Vec::with_capacity(match &plan.shape {
-        Shape::Documents => 2048,
-        _ => 128,
-    });
+    render_row_with(plan, node, &mut Vec::new())
+}
+
+/// [`render_row`] through `out`, a buffer the caller reuses across rows (cleared first).
+pub fn render_row_with<'a, N: Node<'a>>(plan: &'a Plan, node: N, out: &mut Vec<u8>) -> String {
+    out.clear();
     match &plan.shape {
-        Shape::Documents => node.write_json(&mut out),
+        Shape::Documents => node.write_json(out),
         Shape::Project(items) => {
             out.push(b'{');
             let mut first = true;
@@ -353,15 +358,17 @@ pub fn render_row<'a, N: Node<'a>>(plan: &'a Plan, node: N) -> String {
                     Some(a) => a.clone(),
                     None => stored_name(&item.path, node),
                 };
-                write_json_string(&name, &mut out);
+                write_json_string(&name, out);
                 out.push(b':');
-                v.write_json(&mut out);
+                v.write_json(out);
             }
             out.push(b'}');
         }
         Shape::Aggregate { .. } => {}
     }
-    String::from_utf8(out).unwrap_or_default()
+    std::str::from_utf8(out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// The name a projected path gets without an alias: its last member name, spelled as stored

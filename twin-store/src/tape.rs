@@ -636,9 +636,58 @@ impl<'a> Node<'a> for NodeRef<'a> {
 /// Writes the node at `pos` as JSON text; returns the position after it.
 fn write_node(chunk: &Chunk, tape: &str, dict: &KeyDict, pos: usize, out: &mut Vec<u8>) -> usize {
     let t = tape.as_bytes();
+    match t.get(pos) {
+        Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, pos, out),
+        _ => write_scalar(chunk, t, pos, out),
+    }
+}
+
+/// Writes the object or array at `pos`; returns the position after it. Scalars are written
+/// in the loop: only nested containers recurse.
+fn write_container(
+    chunk: &Chunk,
+    t: &[u8],
+    dict: &KeyDict,
+    pos: usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    let object = t.get(pos) == Some(&OBJ);
+    let (len, p) = get_varint(t, pos + 1);
+    let (count, mut p) = get_varint(t, p);
+    let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+    // JSON text takes about twice the tape's bytes: one reservation covers most documents.
+    out.reserve(usize::try_from(len).unwrap_or(0).min(1 << 24) * 9 / 4 + 2);
+    out.push(if object { b'{' } else { b'[' });
+    for i in 0..count {
+        if i > 0 {
+            out.push(b',');
+        }
+        if object {
+            let (local, vp) = get_varint(t, p);
+            out.extend_from_slice(dict.json_name(chunk.global_key(local)));
+            p = vp;
+        }
+        p = match t.get(p) {
+            Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, p, out),
+            _ => write_scalar(chunk, t, p, out),
+        };
+    }
+    out.push(if object { b'}' } else { b']' });
+    end
+}
+
+/// Writes the scalar at `pos`; returns the position after it.
+#[inline(always)]
+fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize {
     let Some(&tag) = t.get(pos) else {
         return pos;
     };
+    if tag >= SHORT_STR {
+        let start = pos + 1;
+        let end = start + usize::from(tag - SHORT_STR);
+        write_str(t.get(start..end).unwrap_or_default(), out);
+        return end;
+    }
     match tag {
         NULL => {
             out.extend_from_slice(b"null");
@@ -670,60 +719,29 @@ fn write_node(chunk: &Chunk, tape: &str, dict: &KeyDict, pos: usize, out: &mut V
         NUM_TEXT => {
             let (_, p) = get_varint(t, pos + 1);
             let (len, p) = get_varint(t, p);
-            let end = p + len as usize;
+            let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
             out.extend_from_slice(t.get(p..end).unwrap_or_default());
             end
         }
         STR => {
             let (len, p) = get_varint(t, pos + 1);
-            let end = p + len as usize;
-            write_str(tape.get(p..end).unwrap_or_default(), out);
+            let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            write_str(t.get(p..end).unwrap_or_default(), out);
             end
         }
-        ARR => {
-            let (len, p) = get_varint(t, pos + 1);
-            let (count, mut p) = get_varint(t, p);
-            let end = p + len as usize;
-            out.push(b'[');
-            for i in 0..count {
-                if i > 0 {
-                    out.push(b',');
-                }
-                p = write_node(chunk, tape, dict, p, out);
-            }
-            out.push(b']');
-            end
-        }
-        OBJ => {
-            let (len, p) = get_varint(t, pos + 1);
-            let (count, mut p) = get_varint(t, p);
-            let end = p + len as usize;
-            out.push(b'{');
-            for i in 0..count {
-                if i > 0 {
-                    out.push(b',');
-                }
-                let (local, vp) = get_varint(t, p);
-                out.extend_from_slice(dict.json_name(chunk.global_key(local)));
-                p = write_node(chunk, tape, dict, vp, out);
-            }
-            out.push(b'}');
-            end
-        }
+        // Not a tag a checked tape holds.
         _ => {
-            let start = pos + 1;
-            let end = start + usize::from(tag - SHORT_STR);
-            write_str(tape.get(start..end).unwrap_or_default(), out);
-            end
+            out.extend_from_slice(b"null");
+            pos + 1
         }
     }
 }
 
-/// Appends `s` as a JSON string, escaping only what JSON requires (the way `serde_json`
-/// does: short escapes where JSON has them, `\u00XX` for other control characters).
+/// Appends the UTF-8 text `bytes` as a JSON string, escaping only what JSON requires (the way
+/// `serde_json` does: short escapes where JSON has them, `\u00XX` for other control
+/// characters).
 #[inline]
-pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
+pub(crate) fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     // Most strings need no escape: find the first byte that does eight bytes at a time, and
@@ -802,7 +820,7 @@ mod tests {
 
     fn escaped(s: &str) -> String {
         let mut out = Vec::new();
-        write_str(s, &mut out);
+        write_str(s.as_bytes(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
