@@ -13,6 +13,9 @@ pub(crate) struct KeyDict {
     names: Vec<Box<str>>,
     /// `"name":` with JSON escaping, ready to copy into output.
     json_names: Vec<Box<[u8]>>,
+    /// The same, padded to 32 bytes with its length in the last byte when it fits in 31
+    /// (else that byte is 0xFF): output copies it whole, with no call for a short copy.
+    json_short: Vec<[u8; 32]>,
     exact: HashMap<Box<str>, u32, FxBuild>,
     folded: HashMap<Box<str>, Vec<u32>, FxBuild>,
 }
@@ -28,6 +31,15 @@ impl KeyDict {
         let mut json = Vec::with_capacity(name.len() + 3);
         crate::tape::write_str(name.as_bytes(), &mut json);
         json.push(b':');
+        let mut short = [0u8; 32];
+        short[31] = match short.get_mut(..json.len()) {
+            Some(head) if json.len() < 32 => {
+                head.copy_from_slice(&json);
+                json.len() as u8
+            }
+            _ => 0xFF,
+        };
+        self.json_short.push(short);
         self.json_names.push(json.into_boxed_slice());
         self.exact.insert(name.into(), id);
         self.folded
@@ -66,6 +78,19 @@ impl KeyDict {
             .get(id as usize)
             .map(|s| &**s)
             .unwrap_or(b"\"\":")
+    }
+
+    /// Appends `"name":` for id `id` to `out`.
+    #[inline]
+    pub(crate) fn write_json_name(&self, id: u32, out: &mut Vec<u8>) {
+        match self.json_short.get(id as usize) {
+            Some(short) if short[31] < 32 => {
+                let len = out.len() + usize::from(short[31]);
+                out.extend_from_slice(short);
+                out.truncate(len);
+            }
+            _ => out.extend_from_slice(self.json_name(id)),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -664,7 +664,7 @@ fn write_container(
         }
         if object {
             let (local, vp) = get_varint(t, p);
-            out.extend_from_slice(dict.json_name(chunk.global_key(local)));
+            dict.write_json_name(chunk.global_key(local), out);
             p = vp;
         }
         p = match t.get(p) {
@@ -684,8 +684,23 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
     };
     if tag >= SHORT_STR {
         let start = pos + 1;
-        let end = start + usize::from(tag - SHORT_STR);
-        write_str(t.get(start..end).unwrap_or_default(), out);
+        let len = usize::from(tag - SHORT_STR);
+        let end = start + len;
+        let bytes = t.get(start..end).unwrap_or_default();
+        // A string of up to 32 bytes that needs no escape is copied as the 32 bytes from its
+        // start (the tape goes on after it), then cut to its length: no call for a short copy.
+        if let Some(Ok(word)) = t.get(start..start + 32).map(<&[u8; 32]>::try_from)
+            && len <= 32
+            && clean_prefix(bytes) == len
+        {
+            out.push(b'"');
+            let cut = out.len() + len;
+            out.extend_from_slice(word);
+            out.truncate(cut);
+            out.push(b'"');
+            return end;
+        }
+        write_str(bytes, out);
         return end;
     }
     match tag {
