@@ -691,7 +691,7 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
         // start (the tape goes on after it), then cut to its length: no call for a short copy.
         if let Some(Ok(word)) = t.get(start..start + 32).map(<&[u8; 32]>::try_from)
             && len <= 32
-            && clean_prefix(bytes) == len
+            && first_to_escape(word, len) >= len
         {
             out.push(b'"');
             let cut = out.len() + len;
@@ -793,6 +793,30 @@ pub(crate) fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// The index of the first byte JSON must escape among the first `len` (at most 32) bytes of
+/// `word`, or `len` or more when there is none.
+#[inline(always)]
+fn first_to_escape(word: &[u8; 32], len: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bits of the zero bytes of `w`. A borrow can also flag bytes above a zero byte, never
+    // below it, so the lowest flagged byte is always a real one.
+    let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    for (i, chunk) in word.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(b);
+        // Control characters (below 0x20, the same borrow argument), `"` and `\\`.
+        let m = (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zeros(w ^ (ONES * u64::from(b'"')))
+            | zeros(w ^ (ONES * u64::from(b'\\')));
+        if m != 0 {
+            return i * 8 + (m.trailing_zeros() / 8) as usize;
+        }
+    }
+    32
+}
+
 /// Length of a prefix of `bytes` without a byte that JSON must escape (a control character,
 /// `"` or `\\`): all of it, or the eight-byte words before the first such byte.
 #[inline]
@@ -837,6 +861,31 @@ mod tests {
         let mut out = Vec::new();
         write_str(s.as_bytes(), &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn first_to_escape_finds_the_first_byte_to_escape(
+            word in proptest::prelude::any::<[u8; 32]>(),
+            len in 0usize..=32,
+            // Bytes JSON escapes, planted at random places (random bytes rarely are one).
+            plants in proptest::collection::vec((0usize..32, proptest::sample::select(vec![0u8, 0x1f, b'"', b'\\', 0x20, 0x7f, 0x80, 0xa2, 0xdc])), 0..4),
+        ) {
+            let mut word = word;
+            for (at, b) in plants {
+                word[at] = b;
+            }
+            let naive = word[..len]
+                .iter()
+                .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+                .unwrap_or(len);
+            let fast = first_to_escape(&word, len);
+            if naive < len {
+                proptest::prop_assert_eq!(fast, naive);
+            } else {
+                proptest::prop_assert!(fast >= len);
+            }
+        }
     }
 
     #[test]
