@@ -236,29 +236,61 @@ pub fn write_number(n: f64, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal, escaped as `serde_json` escapes: `\"`, `\\`, the
+/// short escapes `\b \f \n \r \t`, and `\u00XX` for the other control characters.
 pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    // Whether some byte of `w` needs an escape (exact as a yes/no answer).
+    let dirty = |w: u64| {
+        (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zeros(w ^ (ONES * u64::from(b'"')))
+            | zeros(w ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs an escape.
+        while let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if dirty(u64::from_le_bytes(w)) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        i += 1;
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i - 1]);
+        start = i;
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
                 continue;
             }
-            _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
+        out.push(b'\\');
+        out.push(short);
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -310,6 +342,54 @@ impl<'a> Node<'a> for &'a serde_json::Value {
         if let Some(o) = self.as_object() {
             for (k, v) in o {
                 f(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_json_string;
+    use proptest::prelude::*;
+
+    fn written(s: &str) -> String {
+        let mut out = Vec::new();
+        write_json_string(s, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Strings rich in the characters JSON escapes, at every position of a word.
+    fn escapable() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec!['"', '\\', '\u{8}', '\u{c}', '\n', '\r', '\t', '\0']),
+                prop::sample::select(vec!['\u{1f}', '\u{7f}', 'a', ' ', 'é', '€', '😀']),
+                any::<char>(),
+            ],
+            0..40,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in escapable()) {
+            prop_assert_eq!(written(&s), serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    #[test]
+    fn each_escaped_character_at_each_offset() {
+        for c in (0u8..0x20).chain([b'"', b'\\', b'a', 0x7f]) {
+            for at in 0..17 {
+                let mut s = "x".repeat(at);
+                s.push(char::from(c));
+                s.push_str("yz");
+                assert_eq!(
+                    written(&s),
+                    serde_json::to_string(&s).unwrap(),
+                    "{c:#x} at {at}"
+                );
             }
         }
     }
