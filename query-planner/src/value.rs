@@ -236,20 +236,29 @@ pub fn write_number(n: f64, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `s` as a JSON string literal, escaped as `serde_json` escapes: `\"`, `\\`, the
-/// short escapes `\b \f \n \r \t`, and `\u00XX` for the other control characters.
-pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
+/// The high bit of each byte of the eight-byte word `w` that JSON must escape (a control
+/// character, `"` or `\\`). Borrows can also flag bytes above a flagged one, never below it,
+/// so the lowest flagged byte is always a real one, and the mask is zero exactly when no byte
+/// needs an escape.
+#[inline(always)]
+pub fn json_escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
-    // Whether some byte of `w` needs an escape (exact as a yes/no answer).
-    let dirty = |w: u64| {
-        (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-            | zeros(w ^ (ONES * u64::from(b'"')))
-            | zeros(w ^ (ONES * u64::from(b'\\')))
-            != 0
-    };
-    let bytes = s.as_bytes();
+    (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+        | zeros(w ^ (ONES * u64::from(b'"')))
+        | zeros(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// Appends `s` as a JSON string literal, escaped as `serde_json` escapes: `\"`, `\\`, the
+/// short escapes `\b \f \n \r \t`, and `\u00XX` for the other control characters.
+pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    write_json_bytes(s.as_bytes(), out);
+}
+
+/// [`write_json_string`] for UTF-8 text given as bytes.
+#[inline]
+pub fn write_json_bytes(bytes: &[u8], out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
@@ -259,7 +268,7 @@ pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
         while let Some(word) = bytes.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            if dirty(u64::from_le_bytes(w)) {
+            if json_escape_mask(u64::from_le_bytes(w)) != 0 {
                 break;
             }
             i += 8;

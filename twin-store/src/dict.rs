@@ -29,7 +29,7 @@ impl KeyDict {
         let id = self.names.len() as u32;
         self.names.push(name.into());
         let mut json = Vec::with_capacity(name.len() + 3);
-        crate::tape::write_str(name.as_bytes(), &mut json);
+        twinql_planner::value::write_json_bytes(name.as_bytes(), &mut json);
         json.push(b':');
         let mut short = [0u8; 32];
         short[31] = match short.get_mut(..json.len()) {

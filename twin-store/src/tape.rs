@@ -23,7 +23,7 @@
 
 use std::io::Write;
 
-use twinql_planner::value::{Key, Kind, Node};
+use twinql_planner::value::{Key, Kind, Node, json_escape_mask, write_json_bytes};
 
 use crate::dict::KeyDict;
 
@@ -700,7 +700,7 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
             out.push(b'"');
             return end;
         }
-        write_str(bytes, out);
+        write_json_bytes(bytes, out);
         return end;
     }
     match tag {
@@ -741,7 +741,7 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
         STR => {
             let (len, p) = get_varint(t, pos + 1);
             let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
-            write_str(t.get(p..end).unwrap_or_default(), out);
+            write_json_bytes(t.get(p..end).unwrap_or_default(), out);
             end
         }
         // Not a tag a checked tape holds.
@@ -752,105 +752,19 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
     }
 }
 
-/// Appends the UTF-8 text `bytes` as a JSON string, escaping only what JSON requires (the way
-/// `serde_json` does: short escapes where JSON has them, `\u00XX` for other control
-/// characters).
-#[inline]
-pub(crate) fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    // Most strings need no escape: find the first byte that does eight bytes at a time, and
-    // copy everything before it at once.
-    let clean = clean_prefix(bytes);
-    out.extend_from_slice(&bytes[..clean]);
-    let mut start = clean;
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-                continue;
-            }
-        };
-        out.push(b'\\');
-        out.push(short);
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
 /// The index of the first byte JSON must escape among the first `len` (at most 32) bytes of
 /// `word`, or `len` or more when there is none.
 #[inline(always)]
 fn first_to_escape(word: &[u8; 32], len: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bits of the zero bytes of `w`. A borrow can also flag bytes above a zero byte, never
-    // below it, so the lowest flagged byte is always a real one.
-    let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
     for (i, chunk) in word.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
         let mut b = [0u8; 8];
         b.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(b);
-        // Control characters (below 0x20, the same borrow argument), `"` and `\\`.
-        let m = (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-            | zeros(w ^ (ONES * u64::from(b'"')))
-            | zeros(w ^ (ONES * u64::from(b'\\')));
+        let m = json_escape_mask(u64::from_le_bytes(b));
         if m != 0 {
             return i * 8 + (m.trailing_zeros() / 8) as usize;
         }
     }
     32
-}
-
-/// Length of a prefix of `bytes` without a byte that JSON must escape (a control character,
-/// `"` or `\\`): all of it, or the eight-byte words before the first such byte.
-#[inline]
-fn clean_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Whether some byte of `w` is zero (exact as a yes/no answer).
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
-    let dirty = |w: u64| {
-        // A byte below 0x20 makes `w - 0x20..` borrow into its high bit where the byte's own
-        // high bit is clear.
-        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
-            || has_zero(w ^ (ONES * u64::from(b'"')))
-            || has_zero(w ^ (ONES * u64::from(b'\\')))
-    };
-    let mut words = bytes.chunks_exact(8);
-    let mut clean = 0;
-    for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        if dirty(u64::from_le_bytes(w)) {
-            return clean;
-        }
-        clean += 8;
-    }
-    // The last bytes, padded with a letter.
-    let rest = words.remainder();
-    let mut w = [b'a'; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    if dirty(u64::from_le_bytes(w)) {
-        clean
-    } else {
-        bytes.len()
-    }
 }
 
 #[cfg(test)]
@@ -859,7 +773,7 @@ mod tests {
 
     fn escaped(s: &str) -> String {
         let mut out = Vec::new();
-        write_str(s.as_bytes(), &mut out);
+        write_json_bytes(s.as_bytes(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
