@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
-use twinql_planner::eval::CompileError;
+use twinql_planner::eval::{CompileError, Root, Step};
 use twinql_planner::functions::FunctionSet;
 use twinql_planner::plan::{Plan, PlanOptions, plan_query};
 use twinql_planner::validate::{self, Diagnostic};
@@ -314,6 +314,12 @@ impl Database {
             names: Mutex::new(twinql_store::NameCache::default()),
             compacting: Mutex::new(()),
         }
+    }
+
+    /// `policy` narrowed to the paths `plan` could use an index on (see
+    /// [`Snapshot::index_policy_for`]).
+    pub fn index_policy_for(&self, plan: &Plan, policy: &IndexPolicy) -> IndexPolicy {
+        self.snapshot().index_policy_for(plan, policy)
     }
 
     /// Builds path indexes under `policy` (replacing any), and returns their size figures.
@@ -715,6 +721,37 @@ impl Snapshot {
         let keys = self.overlay.keys();
         plan.for_each_key(&mut |k| keys.resolve(store, k));
         Ok(plan)
+    }
+
+    /// `policy` narrowed to the paths of `plan` (its condition, GROUP BY keys and aggregate
+    /// arguments) that it covers, spelled as the store spells them. Indexes built under it
+    /// answer `plan` exactly as indexes built under `policy` would (same plan, same rows), at
+    /// the cost of those paths only: what a process that runs one query wants. A path whose
+    /// name has several spellings in the store, or none, is left out (the index could not
+    /// serve it either way).
+    pub fn index_policy_for(&self, plan: &Plan, policy: &IndexPolicy) -> IndexPolicy {
+        let store = &self.base.store;
+        let mut paths: Vec<Vec<&str>> = Vec::new();
+        for p in plan.index_paths() {
+            if p.root != Root::Doc {
+                continue;
+            }
+            let names: Option<Vec<&str>> = p
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Member(k) => match *k.folded_ids {
+                        [id] if (id as usize) < store.key_count() => Some(store.key_name(id)),
+                        _ => None,
+                    },
+                    Step::Index(_) => None,
+                })
+                .collect();
+            if let Some(names) = names {
+                paths.push(names);
+            }
+        }
+        policy.only(&paths)
     }
 
     /// The live documents of a collection where documents were created or deleted (`None`:

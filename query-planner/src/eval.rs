@@ -1235,6 +1235,22 @@ pub fn for_each_key(e: &mut CExpr, f: &mut dyn FnMut(&mut Key)) {
     }
 }
 
+/// Visits every path of an expression.
+pub fn for_each_path<'e>(e: &'e CExpr, f: &mut dyn FnMut(&'e CPath)) {
+    match e {
+        CExpr::Const(_) => {}
+        CExpr::Path(p) => f(p),
+        CExpr::Not(x) | CExpr::Neg(x) | CExpr::Plus(x) => for_each_path(x, f),
+        CExpr::And(v) | CExpr::Or(v) => v.iter().for_each(|x| for_each_path(x, f)),
+        CExpr::Coalesce(a, b) | CExpr::Compare(_, a, b) | CExpr::Arith(_, a, b) => {
+            for_each_path(a, f);
+            for_each_path(b, f);
+        }
+        CExpr::In { expr, .. } => for_each_path(expr, f),
+        CExpr::Call(_, args) => args.iter().for_each(|x| for_each_path(x, f)),
+    }
+}
+
 /// Visits every member key of a path.
 pub fn for_each_path_key(p: &mut CPath, f: &mut dyn FnMut(&mut Key)) {
     for s in &mut p.steps {

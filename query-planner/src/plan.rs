@@ -276,6 +276,23 @@ impl Plan {
         }
     }
 
+    /// The paths an index could serve: those of the WHERE condition, the GROUP BY keys and
+    /// the aggregates' arguments (not the projected ones, which are read from each row).
+    pub fn index_paths(&self) -> Vec<&CPath> {
+        let mut out = Vec::new();
+        if let Some(filter) = &self.filter {
+            eval::for_each_path(filter, &mut |p| out.push(p));
+        }
+        if let Shape::Aggregate { keys, items, .. } = &self.shape {
+            out.extend(keys);
+            out.extend(items.iter().filter_map(|i| match i {
+                AggItem::Agg { path: Some(p), .. } => Some(p),
+                _ => None,
+            }));
+        }
+        out
+    }
+
     /// The `x-ms-item-type` of the results (spec §6.1): `twin`, `deviceJob` or `raw`.
     pub fn item_type(&self) -> &'static str {
         match (&self.shape, self.collection) {

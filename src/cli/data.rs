@@ -7,6 +7,7 @@ use clap::{ArgGroup, Args};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use twinql_planner::functions::FunctionSet;
 use twinql_store::index::IndexPolicy;
 use twinql_store::{LoadOptions, Store};
 
@@ -46,11 +47,30 @@ pub fn load_database(args: &DataArgs) -> Result<Arc<Database>, i32> {
 /// Loads every `--data` file and builds the indexes, or opens the `--store` directory for
 /// reading; returns the time that took (seconds).
 pub fn load_with_time(args: &DataArgs) -> Result<(Arc<Database>, f64), i32> {
+    load(args, None)
+}
+
+/// [`load_database`] for a process that runs one query, `text`: over `--data` files only the
+/// indexes it can use are built (the paths of its condition, GROUP BY keys and aggregates
+/// that the policy covers). That gives the plan and rows the whole policy would, for a
+/// fraction of the build (one path of 1M twins: 0.6 s, against 3–4 s for the default
+/// policy's 51).
+pub fn load_database_for(
+    args: &DataArgs,
+    text: &str,
+    functions: FunctionSet,
+) -> Result<Arc<Database>, i32> {
+    load(args, Some((text, functions))).map(|(db, _)| db)
+}
+
+fn load(args: &DataArgs, query: Option<(&str, FunctionSet)>) -> Result<(Arc<Database>, f64), i32> {
     let start = Instant::now();
     if let Some(dir) = &args.store {
         let db = open_store(dir, true)?;
         return Ok((db, start.elapsed().as_secs_f64()));
     }
+    // A policy file that cannot be read is reported before the twins are loaded.
+    let policy = index_policy(args.no_index, args.index_policy.as_deref())?;
     let mut store = Store::new();
     let opts = LoadOptions {
         skip_invalid: args.skip_invalid,
@@ -67,12 +87,17 @@ pub fn load_with_time(args: &DataArgs) -> Result<(Arc<Database>, f64), i32> {
         }
     }
     let mut db = Database::from_store(store);
-    build_indexes(
-        &mut db,
-        args.no_index,
-        args.index_policy.as_deref(),
-        args.verbose_index,
-    )?;
+    if let Some(policy) = policy {
+        let policy = match query {
+            // A query that does not plan is reported by the caller; it needs no index.
+            Some((text, functions)) => match db.plan(text, functions) {
+                Ok(plan) => db.index_policy_for(&plan, &policy),
+                Err(_) => IndexPolicy::none(),
+            },
+            None => policy,
+        };
+        build_with(&mut db, &policy, args.verbose_index);
+    }
     let secs = start.elapsed().as_secs_f64();
     Ok((Arc::new(db), secs))
 }
@@ -174,18 +199,24 @@ pub fn build_indexes(
     let Some(policy) = index_policy(no_index, index_policy_file)? else {
         return Ok(());
     };
+    build_with(db, &policy, verbose);
+    Ok(())
+}
+
+/// Builds the indexes of `policy`, reporting their size with `verbose`.
+fn build_with(db: &mut Database, policy: &IndexPolicy, verbose: bool) {
     let t = Instant::now();
-    let stats = db.build_index(&policy);
+    let stats = db.build_index(policy);
     if verbose {
         eprintln!(
-            "indexed {} paths: {} value entries, {:.1} MB, built in {:.2} s",
+            "indexed {} path{}: {} value entries, {:.1} MB, built in {:.2} s",
             stats.paths,
+            if stats.paths == 1 { "" } else { "s" },
             stats.entries,
             stats.bytes as f64 / 1e6,
             t.elapsed().as_secs_f64()
         );
     }
-    Ok(())
 }
 
 /// Whether the documents and indexes read so far were sound: a mapped segment checks each

@@ -1,6 +1,6 @@
 //! `twinql explain`: print how a query runs.
 
-use crate::cli::data::{DataArgs, check_store, load_database};
+use crate::cli::data::{DataArgs, check_store, load_database_for};
 use crate::cli::query::{Functions, report_query_error};
 use clap::Args;
 
@@ -22,7 +22,7 @@ pub struct ExplainArgs {
 
 /// Runs `twinql explain`.
 pub fn run_explain(args: ExplainArgs) -> i32 {
-    let db = match load_database(&args.data) {
+    let db = match load_database_for(&args.data, &args.query, args.functions.into()) {
         Ok(db) => db,
         Err(code) => return code,
     };

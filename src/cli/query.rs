@@ -1,6 +1,6 @@
 //! `twinql query`: run a query over files of twins.
 
-use crate::cli::data::{DataArgs, check_store, load_database};
+use crate::cli::data::{DataArgs, check_store, load_database_for};
 use crate::db::{Database, QueryError, QueryOptions};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -59,7 +59,7 @@ pub struct QueryArgs {
 
 /// Runs `twinql query`.
 pub fn run_query(args: QueryArgs) -> i32 {
-    let db = match load_database(&args.data) {
+    let db = match load_database_for(&args.data, &args.query, args.functions.into()) {
         Ok(db) => db,
         Err(code) => return code,
     };

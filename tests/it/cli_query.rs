@@ -177,6 +177,52 @@ fn explain_shows_index_use() {
 }
 
 #[test]
+fn one_query_builds_only_the_indexes_it_uses() {
+    let q = "SELECT deviceId FROM devices WHERE tags.location.plant = 'Redmond43' OR properties.reported.connectivity.type = 'cellular'";
+    let o = query(&["--format", "jsonl", "--verbose-index"], q);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // Two paths of the query, not the whole default policy.
+    assert!(err(&o).contains("indexed 2 paths:"), "{}", err(&o));
+    let scanned = query(&["--format", "jsonl", "--no-index"], q);
+    assert_eq!(out(&o), out(&scanned));
+    assert!(!out(&o).is_empty());
+    // A query on no indexed path builds none, and still answers.
+    let o = query(
+        &["--verbose-index"],
+        "SELECT COUNT() AS n FROM devices WHERE properties.desired.$metadata.$lastUpdated != ''",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("indexed 0 paths:"), "{}", err(&o));
+    // The policy still decides: a path it leaves out is not indexed for the query either.
+    let policy = std::env::temp_dir().join(format!("twinql-policy-{}.json", std::process::id()));
+    std::fs::write(&policy, r#"{"include": ["tags/*"]}"#).expect("write policy");
+    let explain = |q: &str| {
+        run(&[
+            "explain",
+            "--data",
+            TWINS,
+            "--index-policy",
+            policy.to_str().expect("utf-8 path"),
+            "--verbose-index",
+            q,
+        ])
+    };
+    let plant = "SELECT deviceId FROM devices WHERE tags.location.plant = 'Redmond43'";
+    let both = explain(&q.replace(" OR ", " AND "));
+    let o = explain(plant);
+    let _ = std::fs::remove_file(&policy);
+    assert_eq!(both.status.code(), Some(0), "{}", err(&both));
+    assert!(err(&both).contains("indexed 1 path:"), "{}", err(&both));
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("indexed 1 path:"), "{}", err(&o));
+    assert!(out(&o).contains("IndexScanExec on devices"), "{}", out(&o));
+    // A policy file that cannot be read is reported before any twin is loaded.
+    let o = query(&["--index-policy", "/nonexistent/policy.json"], q);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("/nonexistent/policy.json"), "{}", err(&o));
+}
+
+#[test]
 fn bench_reports_json() {
     let o = run(&[
         "bench",

@@ -23,7 +23,13 @@ fn unindexed() -> &'static Database {
 }
 
 fn load(indexed: bool) -> Database {
-    {
+    load_with(indexed.then(IndexPolicy::default).as_ref())
+}
+
+/// The generated twins, as JSON Lines.
+fn twin_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
         let mut bytes = generate_bytes(&GenOptions {
             count: 3000,
             seed: 7,
@@ -38,16 +44,21 @@ fn load(indexed: bool) -> Database {
 {"deviceId":"odd-4","tags":{"location":{"plant":"Redmond43","plant":"Oslo1"}},"status":"disabled","status":"enabled","properties":{"reported":{"battery":5,"battery":"low"}}}
 "#,
         );
-        let mut store = Store::new();
-        store
-            .load_bytes("generated", &bytes, &LoadOptions::default())
-            .expect("generated twins load");
-        let mut db = Database::from_store(store);
-        if indexed {
-            db.build_index(&IndexPolicy::default());
-        }
-        db
+        bytes
+    })
+}
+
+/// The generated twins, indexed under `policy` (none: not indexed).
+fn load_with(policy: Option<&IndexPolicy>) -> Database {
+    let mut store = Store::new();
+    store
+        .load_bytes("generated", twin_bytes(), &LoadOptions::default())
+        .expect("generated twins load");
+    let mut db = Database::from_store(store);
+    if let Some(policy) = policy {
+        db.build_index(policy);
     }
+    db
 }
 
 proptest! {
@@ -64,6 +75,25 @@ proptest! {
         let sequential = db.run_access(&plan, &Access::FullScan, false);
         prop_assert_eq!(&sequential, &scanned, "query: {}", q);
         prop_assert_eq!(db.count_plan(&plan, true), scanned.len() as u64, "count of {}", q);
+    }
+
+    #[test]
+    fn indexes_of_one_query_plan_and_answer_as_the_whole_policy(q in query()) {
+        // What `twinql query --data` builds for its one query.
+        let full = database();
+        let plan = full.plan(&q, FunctionSet::Twin).expect("generated queries are valid");
+        let policy = full.index_policy_for(&plan, &IndexPolicy::default());
+        prop_assert!(policy.include.len() <= plan.index_paths().len(), "{:?}", policy);
+        let narrow = load_with(Some(&policy));
+        let narrow_plan = narrow.plan(&q, FunctionSet::Twin).expect("valid");
+        prop_assert_eq!(
+            narrow.explain(&q, FunctionSet::Twin, false).expect("explains"),
+            full.explain(&q, FunctionSet::Twin, false).expect("explains"),
+            "query: {}", q
+        );
+        let rows = narrow.run_access(&narrow_plan, &narrow.access(&narrow_plan), true);
+        let expected = full.run_access(&plan, &full.access(&plan), true);
+        prop_assert_eq!(rows, expected, "query: {}", q);
     }
 
     #[test]

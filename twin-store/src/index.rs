@@ -134,6 +134,30 @@ impl IndexPolicy {
         }
     }
 
+    /// The paths of `paths` (member names from the root) that this policy covers, and
+    /// nothing else: the indexes one query can use, for a process that runs only that query.
+    /// A name that a pattern cannot spell (empty, `*`, or holding `/`) is left out.
+    pub fn only<S: AsRef<str>>(&self, paths: &[Vec<S>]) -> IndexPolicy {
+        let mut include: Vec<String> = Vec::new();
+        for path in paths {
+            let names: Vec<&str> = path.iter().map(AsRef::as_ref).collect();
+            let spellable = !names.is_empty()
+                && names
+                    .iter()
+                    .all(|n| !n.is_empty() && *n != "*" && !n.contains('/'));
+            if spellable && self.covers(&names) {
+                let pattern = names.join("/");
+                if !include.contains(&pattern) {
+                    include.push(pattern);
+                }
+            }
+        }
+        IndexPolicy {
+            include,
+            exclude: Vec::new(),
+        }
+    }
+
     /// Whether the path (member names from the root) is indexed.
     pub fn covers(&self, path: &[&str]) -> bool {
         self.include.iter().any(|p| Self::matches(p, path))
@@ -1732,6 +1756,31 @@ mod tests {
         assert!(custom.covers(&["tags", "a", "b"]));
         assert!(!custom.covers(&["tags", "a", "c"]));
         assert!(IndexPolicy::from_json(r#"{"include": "tags"}"#).is_err());
+    }
+
+    #[test]
+    fn a_policy_narrowed_to_some_paths_covers_those_it_covered_only() {
+        let p = IndexPolicy::default();
+        let only = p.only(&[
+            vec!["tags", "location", "plant"],
+            vec!["tags", "location", "plant"],
+            vec!["properties", "reported", "$metadata", "temperature"],
+            vec!["tags", "a/b"],
+            vec!["tags", "*"],
+            vec!["tags", ""],
+            vec!["deviceId"],
+        ]);
+        assert_eq!(only.include, ["tags/location/plant", "deviceId"]);
+        assert!(only.exclude.is_empty());
+        assert!(only.covers(&["tags", "location", "plant"]));
+        assert!(only.covers(&["deviceId"]));
+        assert!(!only.covers(&["tags", "location"]));
+        assert!(!only.covers(&["tags", "location", "plant", "x"]));
+        assert!(!only.covers(&["tags", "location", "region"]));
+        assert!(!only.may_cover_below(&["properties"]));
+        assert!(only.may_cover_below(&["tags", "location"]));
+        let none: &[Vec<&str>] = &[];
+        assert!(p.only(none).include.is_empty());
     }
 
     /// Documents in posting order, and whether each dictionary's values ascend.
