@@ -248,7 +248,6 @@ where
 {
     let (ids, next) = page_ids(plan, len, doc, opts, cands);
     // Rows are written into a buffer each worker reuses, then copied out at their exact size.
-    // Rows are written into a buffer each worker reuses, then copied out at their exact size.
     let render = |buf: &mut Vec<u8>, id: &u32| render_row_with(plan, doc(*id), buf);
     let rows = if opts.parallel && ids.len() > 256 {
         ids.par_iter().map_init(Vec::new, render).collect()
