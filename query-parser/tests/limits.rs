@@ -95,3 +95,21 @@ fn deep_trees_are_safe_to_walk() {
     drop(c);
     drop(e);
 }
+
+#[test]
+fn printing_can_pass_the_length_limit_and_reparsing_then_says_so() {
+    // Found by the `parse` fuzz target: printing escapes control characters (`\0` becomes
+    // `\u0000`), so a text under the limit can print to one over it. Reparsing that gives
+    // the length error, not a different tree.
+    let text = format!("a = '{}'", "\0".repeat(1500));
+    let c = parse_condition(&text).unwrap();
+    let printed = c.to_string();
+    assert!(printed.contains("\\u0000"), "{printed:?}");
+    assert!(printed.chars().count() > MAX_CHARS);
+    let e = condition_err(&printed);
+    assert_eq!(e.kind, ErrorKind::TooLong);
+    // Under the limit the printed text parses back to the same tree.
+    let text = format!("a = '{}'", "\0".repeat(1000));
+    let c = parse_condition(&text).unwrap();
+    assert_eq!(parse_condition(&c.to_string()).unwrap(), c);
+}
