@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use twinql_parser::ast::Collection;
 use twinql_parser::{ParseErrors, parse_query};
-use twinql_planner::eval::{CompileError, Root, Step};
+use twinql_planner::eval::CompileError;
 use twinql_planner::functions::FunctionSet;
 use twinql_planner::plan::{Plan, PlanOptions, plan_query};
 use twinql_planner::validate::{self, Diagnostic};
@@ -730,28 +730,7 @@ impl Snapshot {
     /// name has several spellings in the store, or none, is left out (the index could not
     /// serve it either way).
     pub fn index_policy_for(&self, plan: &Plan, policy: &IndexPolicy) -> IndexPolicy {
-        let store = &self.base.store;
-        let mut paths: Vec<Vec<&str>> = Vec::new();
-        for p in plan.index_paths() {
-            if p.root != Root::Doc {
-                continue;
-            }
-            let names: Option<Vec<&str>> = p
-                .steps
-                .iter()
-                .map(|s| match s {
-                    Step::Member(k) => match *k.folded_ids {
-                        [id] if (id as usize) < store.key_count() => Some(store.key_name(id)),
-                        _ => None,
-                    },
-                    Step::Index(_) => None,
-                })
-                .collect();
-            if let Some(names) = names {
-                paths.push(names);
-            }
-        }
-        policy.only(&paths)
+        policy.for_plan(plan, &self.base.store)
     }
 
     /// The live documents of a collection where documents were created or deleted (`None`:

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use twinql_parser::ast::CompareOp;
 use twinql_planner::eval::{CExpr, CPath, Const, Root, Step};
 use twinql_planner::functions::Func;
+use twinql_planner::plan::Plan;
 use twinql_planner::value::{Key, Kind, Node};
 
 use crate::dict::FxBuild;
@@ -156,6 +157,36 @@ impl IndexPolicy {
             include,
             exclude: Vec::new(),
         }
+    }
+
+    /// This policy narrowed to the paths of `plan` an index could serve in `store` (see
+    /// [`Plan::index_paths`]), spelled as the store spells them: a path is kept when each of
+    /// its names has exactly one spelling store-wide, the rule lookups follow (a path with a
+    /// name of several spellings, or of none, could not be served either way).
+    pub fn for_plan(&self, plan: &Plan, store: &Store) -> IndexPolicy {
+        let mut paths: Vec<Vec<&str>> = Vec::new();
+        for p in plan.index_paths() {
+            if p.root != Root::Doc {
+                continue;
+            }
+            let names: Option<Vec<&str>> = p
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Member(k) => match key_id(k) {
+                        Ok(Some(id)) if (id as usize) < store.key_count() => {
+                            Some(store.key_name(id))
+                        }
+                        _ => None,
+                    },
+                    Step::Index(_) => None,
+                })
+                .collect();
+            if let Some(names) = names {
+                paths.push(names);
+            }
+        }
+        self.only(&paths)
     }
 
     /// Whether the path (member names from the root) is indexed.
