@@ -190,7 +190,7 @@ impl KeyExt {
 pub struct LiveColl {
     base_len: u32,
     len: u32,
-    docs: PMap<u32, Arc<Packed>>,
+    docs: crate::delta::FxPMap<u32, Arc<Packed>>,
     overridden: Bits,
     deleted: Bits,
     created: PMap<(Arc<str>, Option<Arc<str>>), u32>,
@@ -203,7 +203,7 @@ impl LiveColl {
         LiveColl {
             base_len: base_len as u32,
             len: base_len as u32,
-            docs: PMap::new(),
+            docs: crate::delta::FxPMap::default(),
             overridden: Bits::default(),
             deleted: Bits::default(),
             created: PMap::new(),
