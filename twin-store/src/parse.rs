@@ -328,6 +328,19 @@ struct Ctx<'i> {
     max_depth: u32,
 }
 
+thread_local! {
+    /// The tape buffer of each loading thread, reused from chunk to chunk. A chunk's tape
+    /// (about half its JSON) is written into a buffer reserved at the chunk's JSON size, then
+    /// copied out at its exact size. Shrinking a fresh buffer in place instead cost a new
+    /// allocation, its page faults and a copy per chunk anyway: 10–12% of a load's CPU in
+    /// `perf` (see `benches/README.md`, "Load and memory").
+    static TAPE_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest tape buffer a thread keeps for its next chunk (chunks are at most 8 MiB of
+/// JSON unless a single document is larger).
+const KEPT_TAPE_BUF: usize = 64 << 20;
+
 /// Parses the documents of one chunk.
 pub(crate) struct ChunkParser<'i> {
     ctx: Ctx<'i>,
@@ -375,7 +388,12 @@ impl<'i> ChunkParser<'i> {
                 buf: Vec::new(),
                 max_depth,
             },
-            tape: Vec::with_capacity(size_hint),
+            tape: {
+                let mut tape = TAPE_BUF.take();
+                tape.clear();
+                tape.reserve(size_hint);
+                tape
+            },
             scratch: Vec::new(),
             docs: Vec::new(),
             errors: Vec::new(),
@@ -421,9 +439,13 @@ impl<'i> ChunkParser<'i> {
     }
 
     fn finish(mut self, newlines: u64) -> ParsedChunk<'i> {
-        self.tape.shrink_to_fit();
+        // The tape is copied out at its exact size and the buffer kept for the thread's next
+        // chunk (see `TAPE_BUF`).
+        let tape = String::from_utf8(self.tape.as_slice().to_vec()).ok();
+        if self.tape.capacity() <= KEPT_TAPE_BUF {
+            TAPE_BUF.set(std::mem::take(&mut self.tape));
+        }
         self.ctx.floats.shrink_to_fit();
-        let tape = String::from_utf8(self.tape).ok();
         if let Some(tape) = &tape {
             for d in &mut self.docs {
                 d.hash = identity_hash(&self.hasher, d.coll, tape, d.id_pos, d.sub_pos);
@@ -1280,5 +1302,37 @@ mod tests {
         assert_eq!(find_special(b"abcdefgh\x01", 0), 8);
         assert_eq!(find_special("abcdefghé".as_bytes(), 0), 8);
         assert_eq!(find_special(b"abcdefghijk", 0), 11);
+    }
+
+    fn parse_on_this_thread(text: &[u8]) -> (Option<String>, u64) {
+        let parser = ChunkParser::new(
+            DocKind::Twins,
+            true,
+            10,
+            64,
+            text.len(),
+            IdHasher::with_seed(7),
+        );
+        let chunk = parser.parse_lines(text);
+        (chunk.tape, chunk.skipped)
+    }
+
+    #[test]
+    fn a_reused_tape_buffer_starts_empty() {
+        let first = br#"{"deviceId":"a","tags":{"plant":"Redmond43","n":[1,2.5,"x"]}}
+{"deviceId":"b","properties":{"reported":{"t":21.5}}}
+not json at all
+"#;
+        let second = br#"{"deviceId":"c","tags":{"z":true}}"#;
+        // A fresh thread has no buffer yet: the reference tape.
+        let alone = std::thread::spawn(move || parse_on_this_thread(second))
+            .join()
+            .expect("parser thread");
+        let (first_tape, skipped) = parse_on_this_thread(first);
+        assert_eq!(skipped, 1);
+        assert!(first_tape.is_some_and(|t| t.len() > alone.0.as_ref().map_or(0, String::len)));
+        // The same text after a larger chunk (and a failed document) on this thread.
+        assert_eq!(parse_on_this_thread(second), alone);
+        assert_eq!(parse_on_this_thread(second), alone);
     }
 }
