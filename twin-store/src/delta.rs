@@ -232,8 +232,15 @@ fn remove_small(b: &mut Small, doc: u32) {
 impl DeltaPath {
     fn add(&mut self, doc: u32, e: &Entry<'_>) {
         insert(&mut self.kinds[e.slot()], doc);
+        if matches!(e, Entry::Bool(true)) {
+            insert(&mut self.trues, doc);
+        }
+        self.add_value(doc, e);
+    }
+
+    /// Adds `doc` to the postings of the string or number `e`.
+    fn add_value(&mut self, doc: u32, e: &Entry<'_>) {
         match e {
-            Entry::Bool(true) => insert(&mut self.trues, doc),
             Entry::String(s) => match self.strings.get_mut(*s) {
                 Some(b) => insert_small(b, doc),
                 None => {
@@ -252,8 +259,35 @@ impl DeltaPath {
 
     fn remove(&mut self, doc: u32, e: &Entry<'_>) {
         remove(&mut self.kinds[e.slot()], doc);
+        if matches!(e, Entry::Bool(true)) {
+            remove(&mut self.trues, doc);
+        }
+        self.remove_value(doc, e);
+    }
+
+    /// `doc` held `old` and now holds `new` (both in the delta). The sets it stays in are not
+    /// touched: removing and re-adding would copy their shared parts while a snapshot holds
+    /// them (up to 8 KB per set and write).
+    fn replace(&mut self, doc: u32, old: &Entry<'_>, new: &Entry<'_>) {
+        if old.slot() != new.slot() {
+            remove(&mut self.kinds[old.slot()], doc);
+            insert(&mut self.kinds[new.slot()], doc);
+        }
+        match (
+            matches!(old, Entry::Bool(true)),
+            matches!(new, Entry::Bool(true)),
+        ) {
+            (true, false) => remove(&mut self.trues, doc),
+            (false, true) => insert(&mut self.trues, doc),
+            _ => {}
+        }
+        self.remove_value(doc, old);
+        self.add_value(doc, new);
+    }
+
+    /// Removes `doc` from the postings of the string or number `e`.
+    fn remove_value(&mut self, doc: u32, e: &Entry<'_>) {
         match e {
-            Entry::Bool(true) => remove(&mut self.trues, doc),
             Entry::String(s) => {
                 let empty = match self.strings.get_mut(*s) {
                     Some(b) => {
@@ -344,13 +378,18 @@ impl DeltaIndex {
             }
         };
         let dp = Arc::make_mut(slot);
-        if base && dp.changed.insert(doc) {
-            // The base postings hold the old entry: they are hidden from now on.
-        } else if let Some(o) = old {
-            dp.remove(doc, o);
-        }
-        if let Some(n) = new {
-            dp.add(doc, n);
+        // A base document changed for the first time: the base postings hold its old entry,
+        // hidden from now on. Otherwise the old entry is in the delta.
+        let old = if base && dp.changed.insert(doc) {
+            None
+        } else {
+            old
+        };
+        match (old, new) {
+            (Some(o), Some(n)) => dp.replace(doc, o, n),
+            (Some(o), None) => dp.remove(doc, o),
+            (None, Some(n)) => dp.add(doc, n),
+            (None, None) => {}
         }
     }
 
@@ -411,6 +450,67 @@ mod tests {
         let sp = snapshot.path(p).unwrap();
         assert!(sp.strings.get("b").unwrap().contains(7));
         assert!(sp.kinds[3].contains(7));
+    }
+
+    #[test]
+    fn a_new_value_of_the_same_type_leaves_the_shared_type_sets_alone() {
+        let mut d = DeltaIndex::new();
+        let p: &[u32] = &[2];
+        d.set(
+            p,
+            9,
+            true,
+            Some(&Entry::Number(1.0)),
+            Some(&Entry::Number(2.0)),
+        );
+        d.set(p, 70_000, false, None, Some(&Entry::Bool(true)));
+        let snapshot = d.clone();
+        d.set(
+            p,
+            9,
+            true,
+            Some(&Entry::Number(2.0)),
+            Some(&Entry::Number(5.0)),
+        );
+        d.set(
+            p,
+            70_000,
+            false,
+            Some(&Entry::Bool(true)),
+            Some(&Entry::Bool(false)),
+        );
+        let (dp, sp) = (d.path(p).unwrap(), snapshot.path(p).unwrap());
+        // The number set still holds 9, and is still the snapshot's (not copied).
+        assert!(dp.kinds[2].contains(9));
+        assert!(Arc::ptr_eq(
+            &dp.kinds[2].chunks[0].1,
+            &sp.kinds[2].chunks[0].1
+        ));
+        assert!(dp.numbers.get(&OrderedFloat(2.0)).is_none());
+        assert!(dp.numbers.get(&OrderedFloat(5.0)).unwrap().contains(9));
+        assert!(sp.numbers.get(&OrderedFloat(2.0)).unwrap().contains(9));
+        // `true` to `false`: still a Boolean, no longer in the `true` set.
+        assert!(dp.kinds[1].contains(70_000) && !dp.trues.contains(70_000));
+        assert!(sp.trues.contains(70_000));
+        // And back, and to another type.
+        d.set(
+            p,
+            70_000,
+            false,
+            Some(&Entry::Bool(false)),
+            Some(&Entry::Bool(true)),
+        );
+        d.set(
+            p,
+            9,
+            true,
+            Some(&Entry::Number(5.0)),
+            Some(&Entry::String("x")),
+        );
+        let dp = d.path(p).unwrap();
+        assert!(dp.trues.contains(70_000) && dp.kinds[1].contains(70_000));
+        assert!(!dp.kinds[2].contains(9) && dp.kinds[3].contains(9));
+        assert!(dp.numbers.is_empty() && dp.strings.get("x").unwrap().contains(9));
     }
 
     #[test]
