@@ -199,7 +199,7 @@ pub struct DeltaPath {
 /// A persistent hash map hashed by FxHash, for keys that are store-made integers (document
 /// ids, key ids): SipHash took 2–4% of a write.
 pub(crate) type FxPMap<K, V> =
-    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+    imbl::GenericHashMap<K, V, crate::dict::FxBuild, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// The documents of one value: a shared bitmap copied whole on a write while a snapshot holds
 /// it (a value's documents are a small part of a path's).

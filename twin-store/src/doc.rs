@@ -145,7 +145,7 @@ impl FromIterator<(String, Doc)> for Object {
 #[derive(Debug, Default)]
 pub struct NameCache {
     names: Vec<Option<Arc<str>>>,
-    named: std::collections::HashSet<Arc<str>, rustc_hash::FxBuildHasher>,
+    named: std::collections::HashSet<Arc<str>, crate::dict::FxBuild>,
 }
 
 impl NameCache {

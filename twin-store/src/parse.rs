@@ -333,7 +333,7 @@ thread_local! {
     /// (about half its JSON) is written into a buffer reserved at the chunk's JSON size, then
     /// copied out at its exact size. Shrinking a fresh buffer in place instead cost a new
     /// allocation, its page faults and a copy per chunk anyway: 10–12% of a load's CPU in
-    /// `perf` (see `benches/README.md`, "Load and memory").
+    /// `perf` under mimalloc (see `benches/README.md`, "Allocator: mimalloc in the binary").
     static TAPE_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
