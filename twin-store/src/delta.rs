@@ -18,28 +18,31 @@ use ordered_float::OrderedFloat;
 use roaring::{MultiOps, RoaringBitmap};
 use twinql_planner::value::{Kind, Node};
 
-/// A persistent set of document ids: one shared roaring bitmap per range of 65,536 ids, so
-/// a clone is a few pointer copies and a write while a snapshot holds the set copies one
-/// range (at most 8 KB), not the whole set.
+/// A persistent set of document ids: one shared roaring bitmap per range of 65,536 ids, in
+/// a shared list. A clone is one pointer copy; a write while a snapshot holds the set copies
+/// the list (a pointer per range) and the one range it changes (at most 8 KB), not the set,
+/// and a write that changes nothing copies nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Bits {
-    chunks: Vec<(u16, Arc<RoaringBitmap>)>,
+    chunks: Arc<Vec<(u16, Arc<RoaringBitmap>)>>,
 }
 
 impl Bits {
     /// `0..n`.
     pub fn full(n: u32) -> Bits {
-        let mut b = Bits::default();
+        let mut chunks = Vec::new();
         let mut start = 0u32;
         while start < n {
             let hi = start >> 16;
             let end = (((hi + 1) as u64) << 16).min(n as u64) as u32;
             let mut r = RoaringBitmap::new();
             r.insert_range(start..end);
-            b.chunks.push((hi as u16, Arc::new(r)));
+            chunks.push((hi as u16, Arc::new(r)));
             start = end;
         }
-        b
+        Bits {
+            chunks: Arc::new(chunks),
+        }
     }
 
     fn find(&self, x: u32) -> Result<usize, usize> {
@@ -60,18 +63,22 @@ impl Bits {
     pub fn insert(&mut self, x: u32) -> bool {
         match self.find(x) {
             Ok(i) => {
-                let c = &mut self.chunks[i].1;
                 // Unshared: insert in place (one search). Shared with a snapshot: copy the
-                // range only if `x` is new to it.
-                if let Some(r) = Arc::get_mut(c) {
+                // list and the range only if `x` is new to it.
+                if let Some(chunks) = Arc::get_mut(&mut self.chunks)
+                    && let Some(r) = Arc::get_mut(&mut chunks[i].1)
+                {
                     return r.insert(x);
                 }
-                !c.contains(x) && Arc::make_mut(c).insert(x)
+                if self.chunks[i].1.contains(x) {
+                    return false;
+                }
+                Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i].1).insert(x)
             }
             Err(i) => {
                 let mut r = RoaringBitmap::new();
                 r.insert(x);
-                self.chunks.insert(i, ((x >> 16) as u16, Arc::new(r)));
+                Arc::make_mut(&mut self.chunks).insert(i, ((x >> 16) as u16, Arc::new(r)));
                 true
             }
         }
@@ -82,17 +89,14 @@ impl Bits {
         let Ok(i) = self.find(x) else {
             return false;
         };
-        let c = &mut self.chunks[i].1;
-        let removed = if let Some(r) = Arc::get_mut(c) {
-            r.remove(x)
-        } else {
-            c.contains(x) && Arc::make_mut(c).remove(x)
-        };
-        if !removed {
+        if !self.chunks[i].1.contains(x) {
             return false;
         }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let c = &mut chunks[i].1;
+        Arc::make_mut(c).remove(x);
         if c.is_empty() {
-            self.chunks.remove(i);
+            chunks.remove(i);
         }
         true
     }
@@ -113,6 +117,25 @@ impl Bits {
             [] => Cow::Owned(RoaringBitmap::new()),
             [(_, one)] => Cow::Borrowed(one),
             many => Cow::Owned(many.iter().map(|c| &*c.1).union()),
+        }
+    }
+
+    /// Removes the set's ids from `x`, range by range: no bitmap of the whole set is made
+    /// (a query under writes subtracts the changed documents from every base posting it
+    /// reads, and a union of their ranges was a copy of up to 8 KB per range each time).
+    pub fn subtract_from(&self, x: &mut RoaringBitmap) {
+        for (_, r) in self.chunks.iter() {
+            if x.is_empty() {
+                return;
+            }
+            *x -= &**r;
+        }
+    }
+
+    /// Adds the set's ids to `x`, range by range.
+    pub fn union_into(&self, x: &mut RoaringBitmap) {
+        for (_, r) in self.chunks.iter() {
+            *x |= &**r;
         }
     }
 
@@ -417,6 +440,64 @@ impl DeltaIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bits_of(ids: &[u32]) -> Bits {
+        let mut b = Bits::default();
+        for &x in ids {
+            b.insert(x);
+        }
+        b
+    }
+
+    proptest::proptest! {
+        /// Range by range, subtracting and uniting give what the set as one bitmap gives.
+        #[test]
+        fn subtract_from_and_union_into_agree_with_the_whole_set(
+            set in proptest::collection::vec(0u32..400_000, 0..300),
+            other in proptest::collection::vec(0u32..400_000, 0..300),
+        ) {
+            let b = bits_of(&set);
+            let x: RoaringBitmap = other.iter().copied().collect();
+            let mut minus = x.clone();
+            b.subtract_from(&mut minus);
+            proptest::prop_assert_eq!(&minus, &(&x - &*b.bitmap()));
+            let mut plus = x.clone();
+            b.union_into(&mut plus);
+            proptest::prop_assert_eq!(&plus, &(&x | &*b.bitmap()));
+        }
+    }
+
+    #[test]
+    fn a_write_to_a_shared_set_copies_only_what_it_changes() {
+        let mut b = bits_of(&[1, 70_000, 140_000]);
+        let snapshot = b.clone();
+        assert!(Arc::ptr_eq(&b.chunks, &snapshot.chunks));
+        // Already there: nothing is copied, not even the list of ranges.
+        assert!(!b.insert(70_000));
+        assert!(!b.remove(5));
+        assert!(Arc::ptr_eq(&b.chunks, &snapshot.chunks));
+        // New to its range: the list and that range are copied, the other ranges shared.
+        assert!(b.insert(70_001));
+        assert!(!Arc::ptr_eq(&b.chunks, &snapshot.chunks));
+        assert!(!Arc::ptr_eq(&b.chunks[1].1, &snapshot.chunks[1].1));
+        assert!(Arc::ptr_eq(&b.chunks[0].1, &snapshot.chunks[0].1));
+        assert!(Arc::ptr_eq(&b.chunks[2].1, &snapshot.chunks[2].1));
+        // Removing the last id of a range drops the range here only.
+        assert!(b.remove(1));
+        assert_eq!(
+            b.bitmap().iter().collect::<Vec<_>>(),
+            [70_000, 70_001, 140_000]
+        );
+        assert_eq!(
+            snapshot.bitmap().iter().collect::<Vec<_>>(),
+            [1, 70_000, 140_000]
+        );
+        // Unshared again: changes are made in place.
+        drop(snapshot);
+        let list = Arc::as_ptr(&b.chunks);
+        assert!(b.insert(140_001) && b.remove(70_000));
+        assert_eq!(Arc::as_ptr(&b.chunks), list);
+    }
 
     #[test]
     fn base_documents_are_hidden_then_reindexed() {

@@ -219,7 +219,7 @@ impl IndexPolicy {
     }
 }
 
-use crate::delta::{DeltaIndex, DeltaPath, KINDS, kind_slot};
+use crate::delta::{Bits, DeltaIndex, DeltaPath, KINDS, kind_slot};
 
 /// Documents by value at one path: a dictionary when there are few distinct values, else
 /// document ids sorted by value (values are read back from the tape when searching).
@@ -1034,19 +1034,31 @@ struct Leaf<'i> {
 type Set<'i> = Cow<'i, RoaringBitmap>;
 
 impl<'i> Leaf<'i> {
-    /// `(base − changed) ∪ delta` of one kind of posting.
+    /// `(base − changed) ∪ delta` of one kind of posting, where the delta's part is the
+    /// union of the sets `d` picks.
     fn mix(
         self,
         b: impl FnOnce(&'i PathIndex) -> Set<'i>,
-        d: impl FnOnce(&'i DeltaPath) -> Set<'i>,
+        d: impl FnOnce(&'i DeltaPath) -> &'i [Bits],
     ) -> Set<'i> {
         match (self.base, self.delta) {
             (Some(p), None) => b(p),
-            (None, Some(dp)) => d(dp),
+            (None, Some(dp)) => match d(dp) {
+                [one] => one.bitmap(),
+                parts => {
+                    let mut x = RoaringBitmap::new();
+                    for part in parts {
+                        part.union_into(&mut x);
+                    }
+                    Cow::Owned(x)
+                }
+            },
             (Some(p), Some(dp)) => {
                 let mut x = b(p).into_owned();
-                x -= &*dp.changed.bitmap();
-                x |= &*d(dp);
+                dp.changed.subtract_from(&mut x);
+                for part in d(dp) {
+                    part.union_into(&mut x);
+                }
                 Cow::Owned(x)
             }
             (None, None) => Cow::Owned(RoaringBitmap::new()),
@@ -1056,16 +1068,19 @@ impl<'i> Leaf<'i> {
     fn kind(self, slot: usize) -> Set<'i> {
         self.mix(
             |p| Cow::Borrowed(&p.kinds[slot]),
-            |d| d.kinds[slot].bitmap(),
+            |d| std::slice::from_ref(&d.kinds[slot]),
         )
     }
 
     fn trues(self) -> Set<'i> {
-        self.mix(|p| Cow::Borrowed(&p.trues), |d| d.trues.bitmap())
+        self.mix(
+            |p| Cow::Borrowed(&p.trues),
+            |d| std::slice::from_ref(&d.trues),
+        )
     }
 
     fn defined(self) -> Set<'i> {
-        self.mix(|p| Cow::Borrowed(&p.defined), |d| Cow::Owned(d.defined()))
+        self.mix(|p| Cow::Borrowed(&p.defined), |d| &d.kinds[..])
     }
 
     fn falses(self) -> RoaringBitmap {
@@ -1668,8 +1683,7 @@ impl<'i, 's> Lookup<'i, 's> {
             },
             None => (&[][..], &[][..]),
         };
-        let changed = leaf.delta.map(|d| d.changed.bitmap());
-        let changed = changed.as_deref();
+        let changed = leaf.delta.map(|d| &d.changed);
         let mut groups: Vec<RoaringBitmap> = Vec::new();
         let mut push = |b: RoaringBitmap| {
             if !b.is_empty() {
@@ -1680,9 +1694,12 @@ impl<'i, 's> Lookup<'i, 's> {
         push(docs & &*leaf.kind(kind_slot(Kind::Null)));
         push(docs & &*leaf.trues());
         push(docs & &leaf.falses());
-        let base_part = |b: &RoaringBitmap| match changed {
-            Some(c) => &(docs & b) - c,
-            None => docs & b,
+        let base_part = |b: &RoaringBitmap| {
+            let mut g = docs & b;
+            if let Some(c) = changed {
+                c.subtract_from(&mut g);
+            }
+            g
         };
         let dstrings = leaf.delta.map(|d| &d.strings);
         for (v, b) in strings {
@@ -1730,7 +1747,7 @@ fn combine(
 ) -> RoaringBitmap {
     let mut out = base.unwrap_or_default();
     if let Some(dp) = leaf.delta {
-        out -= &*dp.changed.bitmap();
+        dp.changed.subtract_from(&mut out);
     }
     if let Some(d) = delta {
         out |= d;
