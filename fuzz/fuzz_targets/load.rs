@@ -29,10 +29,12 @@ fn walk(node: NodeRef<'_>, keys: &[Key], depth: usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (kind, data) = match data.split_first() {
-        Some((&b, rest)) if b & 1 == 1 => (DocKind::Jobs, rest),
-        Some((_, rest)) => (DocKind::Twins, rest),
-        None => (DocKind::Twins, data),
+    // The first byte picks the kind (bit 0) and the block size (the rest: small blocks make
+    // the loader parse a block while it adds the one before, across many boundaries).
+    let (kind, block, data) = match data.split_first() {
+        Some((&b, rest)) if b & 1 == 1 => (DocKind::Jobs, 1 + usize::from(b >> 1), rest),
+        Some((&b, rest)) => (DocKind::Twins, 1 + usize::from(b >> 1), rest),
+        None => (DocKind::Twins, 1, data),
     };
     let mut store = Store::new();
     for skip_invalid in [false, true] {
@@ -41,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
             skip_invalid,
             progress: false,
             max_depth: 16,
+            block_bytes: block,
             ..LoadOptions::default()
         };
         let _ = store.load_bytes("fuzz", data, &opts);

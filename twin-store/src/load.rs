@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::{DocError, DocErrorKind, LoadError};
 use crate::parse::{ChunkParser, ParsedChunk, Unit, scan_array};
-use crate::store::{CollectionKind, DocLoc, LazyChunk, Store};
+use crate::store::{CollectionKind, DocLoc, IdHasher, LazyChunk, Store};
 use twinql_planner::value::Node;
 
 use crate::tape::{Chunk, NodeRef};
@@ -46,9 +46,14 @@ pub struct LoadOptions {
     /// Deepest nesting of arrays and objects accepted (the document itself is level 1);
     /// at most 1000.
     pub max_depth: u32,
-    /// Bytes read from a file at a time by [`Store::load_path`], 32 MiB by default (JSON Lines are parsed
-    /// block by block, so this bounds the input held in memory).
+    /// Bytes of JSON Lines parsed at a time, 32 MiB by default: each block is parsed on all
+    /// cores while the one before is added to the store. A file [`Store::load_path`] reads
+    /// (not mapped) is read a block at a time, which bounds the input held in memory.
     pub block_bytes: usize,
+    /// Whether [`Store::load_path`] maps a regular file and parses it in place (the default)
+    /// rather than reading it. A mapped file truncated by another process during the load
+    /// makes the process fault; turn this off to load files that may be rewritten meanwhile.
+    pub map_files: bool,
     /// Bytes of input parsed into one chunk of tape; 0 picks a size from the input (1 to
     /// 8 MiB). Store segments use small chunks (256 KiB), because a mapped chunk is checked
     /// whole on first use.
@@ -64,6 +69,7 @@ impl Default for LoadOptions {
             progress: true,
             max_depth: 64,
             block_bytes: 32 << 20,
+            map_files: true,
             chunk_bytes: 0,
         }
     }
@@ -184,28 +190,43 @@ impl<'s> Loader<'s> {
 
     /// Loads `text`, whole lines whose first is line `base + 1`; returns the newlines seen.
     fn lines(&mut self, text: &[u8], base: u64) -> Result<u64, LoadError> {
-        let ranges = split_lines(text, chunk_target(text.len(), self.opts.chunk_bytes));
-        let opts = &self.opts;
-        let progress = &self.progress;
         let hasher = self.store.hasher.clone();
-        let parsed: Vec<ParsedChunk<'_>> = ranges
-            .par_iter()
-            .map(|r| {
-                let parser = ChunkParser::new(
-                    opts.kind,
-                    opts.skip_invalid,
-                    opts.max_reported_errors,
-                    opts.max_depth,
-                    r.len(),
-                    hasher.clone(),
-                );
-                let out = parser.parse_lines(&text[r.clone()]);
-                if let Some(p) = progress {
-                    p.inc(r.len() as u64);
-                }
-                out
-            })
-            .collect();
+        let parsed = parse_lines(text, &self.opts, self.progress.as_ref(), &hasher);
+        self.commit_all(parsed, base)
+    }
+
+    /// Loads `text`, JSON Lines in memory, in blocks of about `block` bytes: each block is
+    /// parsed on all cores while the one before is added to the store (interning its names,
+    /// numbering its documents, checking identities), which runs on one thread.
+    fn lines_in_blocks(&mut self, text: &[u8], block: usize) -> Result<(), LoadError> {
+        let opts = self.opts.clone();
+        let progress = self.progress.clone();
+        let hasher = self.store.hasher.clone();
+        let mut base = 0;
+        let mut start = 0;
+        let mut pending = Vec::new();
+        loop {
+            let next = (start < text.len()).then(|| {
+                let end = line_end(text, start.saturating_add(block.max(1)));
+                let r = start..end;
+                start = end;
+                r
+            });
+            let (parsed, committed) = rayon::join(
+                || next.map(|r| parse_lines(&text[r], &opts, progress.as_ref(), &hasher)),
+                || self.commit_all(std::mem::take(&mut pending), base),
+            );
+            base += committed?;
+            match parsed {
+                Some(p) => pending = p,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Adds the parsed chunks of one run of lines, the first being line `base + 1`; returns
+    /// the newlines they held.
+    fn commit_all(&mut self, parsed: Vec<ParsedChunk<'_>>, base: u64) -> Result<u64, LoadError> {
         let mut newlines = 0;
         for chunk in parsed {
             let n = chunk.newlines;
@@ -409,6 +430,43 @@ impl<'s> Loader<'s> {
     }
 }
 
+/// The end of the line that holds byte `at` of `text` (after its newline), or the end of
+/// `text`.
+fn line_end(text: &[u8], at: usize) -> usize {
+    match text.get(at..) {
+        Some(rest) => memchr::memchr(b'\n', rest).map_or(text.len(), |i| at + i + 1),
+        None => text.len(),
+    }
+}
+
+/// Parses `text` (whole lines) into chunks of documents on all cores.
+fn parse_lines<'t>(
+    text: &'t [u8],
+    opts: &LoadOptions,
+    progress: Option<&ProgressBar>,
+    hasher: &IdHasher,
+) -> Vec<ParsedChunk<'t>> {
+    let ranges = split_lines(text, chunk_target(text.len(), opts.chunk_bytes));
+    ranges
+        .par_iter()
+        .map(|r| {
+            let parser = ChunkParser::new(
+                opts.kind,
+                opts.skip_invalid,
+                opts.max_reported_errors,
+                opts.max_depth,
+                r.len(),
+                hasher.clone(),
+            );
+            let out = parser.parse_lines(&text[r.clone()]);
+            if let Some(p) = progress {
+                p.inc(r.len() as u64);
+            }
+            out
+        })
+        .collect()
+}
+
 /// Reads about `block` bytes more onto `buf` (less if it already holds a partial line, so
 /// that a buffer's capacity stays the same from block to block); also says whether the file
 /// ended.
@@ -437,6 +495,22 @@ impl Store {
         let name = path.display().to_string();
         let block = opts.block_bytes.max(1);
         let mut loader = Loader::new(self, &name, opts, total);
+        // A regular file is mapped and parsed in place: no copy into read buffers. Other
+        // files (pipes, devices) are read in blocks.
+        let mapped = file
+            .metadata()
+            .is_ok_and(|m| opts.map_files && m.is_file() && m.len() > 0)
+            .then(|| crate::mapped::MappedFile::open_input(&file, path).ok())
+            .flatten();
+        if let Some(map) = mapped {
+            let bytes = map.bytes();
+            let result = if first_non_ws(bytes) == Some(b'[') {
+                loader.array(bytes)
+            } else {
+                loader.lines_in_blocks(bytes, block)
+            };
+            return loader.end(result, start);
+        }
         let result = (|| {
             let (mut buf, mut eof) = read_block(&mut file, Vec::new(), block).map_err(io)?;
             if first_non_ws(&buf) == Some(b'[') {
@@ -489,7 +563,7 @@ impl Store {
         let result = if first_non_ws(bytes) == Some(b'[') {
             loader.array(bytes)
         } else {
-            loader.lines(bytes, 0).map(|_| ())
+            loader.lines_in_blocks(bytes, opts.block_bytes)
         };
         loader.end(result, start)
     }

@@ -1,6 +1,8 @@
-//! Read-only memory maps of store files: the only place this crate uses `unsafe`.
+//! Read-only memory maps of store files and of input files: the only place this crate uses
+//! `unsafe`.
 //!
-//! A segment file is mapped once and shared. A mapped document's text is handed out only
+//! A segment file is mapped once and shared. An input file of JSON Lines is mapped for the
+//! time of its load and parsed in place (every byte is checked by the parser). A mapped document's text is handed out only
 //! after its bytes were checked (see `DocChecks`): the one other `unsafe` here turns those
 //! checked bytes into `&str` without checking them again on every read.
 #![allow(unsafe_code)]
@@ -37,6 +39,21 @@ impl MappedFile {
         // more than "some bytes" until then. (A process outside twinql truncating the file
         // under the map would make reads fault; that is the documented limit of mapping.)
         let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Arc::new(MappedFile {
+            len: map.len(),
+            map,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// Maps `file` (an input of documents at `path`) read-only, to be parsed in place.
+    pub(crate) fn open_input(file: &File, path: &Path) -> std::io::Result<Arc<MappedFile>> {
+        // SAFETY: the map is read-only and lives while the load that parses it; its bytes are
+        // untrusted input, every one of which the parser checks. A file another process
+        // appends to while it is mapped shows the map's length; one it truncates makes reads
+        // past the new end fault (SIGBUS), the documented limit of loading a regular file
+        // (see README, "Compatibility notes"); pipes and devices are read, not mapped.
+        let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(Arc::new(MappedFile {
             len: map.len(),
             map,

@@ -490,33 +490,45 @@ fn load_path_reads_in_blocks() {
         "y".repeat(500)
     ));
     std::fs::write(&path, &text).unwrap();
-    for block in [7, 64, 100, 1 << 20] {
-        let mut store = Store::new();
-        let opts = LoadOptions {
-            block_bytes: block,
-            ..quiet()
-        };
-        let report = store.load_path(&path, &opts).unwrap();
-        assert_eq!(report.devices, 201, "block {block}");
-        for (i, line) in text.lines().filter(|l| !l.is_empty()).enumerate() {
-            assert_eq!(json_of(store.devices().doc(i as u32)), line);
+    // Mapped and parsed in place (a block parsed while the one before is added), read block
+    // by block, and from memory: the same documents in the same order.
+    for map_files in [true, false] {
+        for block in [7, 64, 100, 1 << 20] {
+            let opts = LoadOptions {
+                block_bytes: block,
+                map_files,
+                ..quiet()
+            };
+            let mut from_file = Store::new();
+            let mut from_bytes = Store::new();
+            let report = from_file.load_path(&path, &opts).unwrap();
+            assert_eq!(report.devices, 201, "block {block}, mapped {map_files}");
+            let report = from_bytes.load_bytes("t", text.as_bytes(), &opts).unwrap();
+            assert_eq!(report.devices, 201, "block {block}, from memory");
+            for (i, line) in text.lines().filter(|l| !l.is_empty()).enumerate() {
+                assert_eq!(json_of(from_file.devices().doc(i as u32)), line);
+                assert_eq!(json_of(from_bytes.devices().doc(i as u32)), line);
+            }
         }
     }
-    // Line numbers stay right across blocks.
-    std::fs::write(&path, format!("{}\n{{\"deviceId\":1}}\n", text.trim_end())).unwrap();
-    let e = Store::new()
-        .load_path(
-            &path,
-            &LoadOptions {
-                block_bytes: 64,
-                ..quiet()
-            },
-        )
-        .unwrap_err();
-    assert_eq!(
-        e.doc_error().unwrap().line,
-        text.trim_end().lines().count() as u64 + 1
-    );
+    // Line numbers stay right across blocks, and a failed load leaves the store empty.
+    let bad = format!("{}\n{{\"deviceId\":1}}\n", text.trim_end());
+    std::fs::write(&path, &bad).unwrap();
+    let bad_line = text.trim_end().lines().count() as u64 + 1;
+    for map_files in [true, false] {
+        let opts = LoadOptions {
+            block_bytes: 64,
+            map_files,
+            ..quiet()
+        };
+        let mut store = Store::new();
+        let e = store.load_path(&path, &opts).unwrap_err();
+        assert_eq!(e.doc_error().unwrap().line, bad_line, "mapped {map_files}");
+        assert_eq!(store.devices().len(), 0);
+        let e = store.load_bytes("t", bad.as_bytes(), &opts).unwrap_err();
+        assert_eq!(e.doc_error().unwrap().line, bad_line);
+        assert_eq!(store.devices().len(), 0);
+    }
     std::fs::write(&path, "[{\"deviceId\":\"a\"}]").unwrap();
     assert_eq!(Store::new().load_path(&path, &quiet()).unwrap().devices, 1);
     let e = Store::new()
