@@ -344,7 +344,7 @@ impl DeltaPath {
     pub fn defined(&self) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         for k in &self.kinds {
-            out |= &*k.bitmap();
+            k.union_into(&mut out);
         }
         out
     }

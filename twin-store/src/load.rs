@@ -123,7 +123,7 @@ fn split_lines(text: &[u8], target: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
-        let mut end = (start + target).min(text.len());
+        let mut end = start.saturating_add(target).min(text.len());
         if end < text.len() {
             end = memchr::memchr(b'\n', &text[end..]).map_or(text.len(), |i| end + i + 1);
         }
@@ -195,6 +195,16 @@ impl<'s> Loader<'s> {
         self.commit_all(parsed, base)
     }
 
+    /// Loads `bytes` in memory: a JSON array of documents (recognised by its first non-blank
+    /// byte, `[`), else JSON Lines in blocks of about `block` bytes.
+    fn bytes(&mut self, bytes: &[u8], block: usize) -> Result<(), LoadError> {
+        if first_non_ws(bytes) == Some(b'[') {
+            self.array(bytes)
+        } else {
+            self.lines_in_blocks(bytes, block)
+        }
+    }
+
     /// Loads `text`, JSON Lines in memory, in blocks of about `block` bytes: each block is
     /// parsed on all cores while the one before is added to the store (interning its names,
     /// numbering its documents, checking identities), which runs on one thread.
@@ -202,16 +212,11 @@ impl<'s> Loader<'s> {
         let opts = self.opts.clone();
         let progress = self.progress.clone();
         let hasher = self.store.hasher.clone();
+        let mut blocks = split_lines(text, block.max(1)).into_iter();
         let mut base = 0;
-        let mut start = 0;
         let mut pending = Vec::new();
         loop {
-            let next = (start < text.len()).then(|| {
-                let end = line_end(text, start.saturating_add(block.max(1)));
-                let r = start..end;
-                start = end;
-                r
-            });
+            let next = blocks.next();
             let (parsed, committed) = rayon::join(
                 || next.map(|r| parse_lines(&text[r], &opts, progress.as_ref(), &hasher)),
                 || self.commit_all(std::mem::take(&mut pending), base),
@@ -430,15 +435,6 @@ impl<'s> Loader<'s> {
     }
 }
 
-/// The end of the line that holds byte `at` of `text` (after its newline), or the end of
-/// `text`.
-fn line_end(text: &[u8], at: usize) -> usize {
-    match text.get(at..) {
-        Some(rest) => memchr::memchr(b'\n', rest).map_or(text.len(), |i| at + i + 1),
-        None => text.len(),
-    }
-}
-
 /// Parses `text` (whole lines) into chunks of documents on all cores.
 fn parse_lines<'t>(
     text: &'t [u8],
@@ -491,24 +487,19 @@ impl Store {
             source,
         };
         let mut file = File::open(path).map_err(io)?;
-        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let meta = file.metadata().ok();
+        let total = meta.as_ref().map_or(0, |m| m.len());
         let name = path.display().to_string();
         let block = opts.block_bytes.max(1);
         let mut loader = Loader::new(self, &name, opts, total);
         // A regular file is mapped and parsed in place: no copy into read buffers. Other
         // files (pipes, devices) are read in blocks.
-        let mapped = file
-            .metadata()
-            .is_ok_and(|m| opts.map_files && m.is_file() && m.len() > 0)
+        let mapped = meta
+            .is_some_and(|m| opts.map_files && m.is_file() && m.len() > 0)
             .then(|| crate::mapped::MappedFile::open_input(&file, path).ok())
             .flatten();
         if let Some(map) = mapped {
-            let bytes = map.bytes();
-            let result = if first_non_ws(bytes) == Some(b'[') {
-                loader.array(bytes)
-            } else {
-                loader.lines_in_blocks(bytes, block)
-            };
+            let result = loader.bytes(map.bytes(), block);
             return loader.end(result, start);
         }
         let result = (|| {
@@ -560,11 +551,7 @@ impl Store {
     ) -> Result<LoadReport, LoadError> {
         let start = Instant::now();
         let mut loader = Loader::new(self, name, opts, bytes.len() as u64);
-        let result = if first_non_ws(bytes) == Some(b'[') {
-            loader.array(bytes)
-        } else {
-            loader.lines_in_blocks(bytes, opts.block_bytes)
-        };
+        let result = loader.bytes(bytes, opts.block_bytes);
         loader.end(result, start)
     }
 
