@@ -365,7 +365,8 @@ pub fn render_row_with<'a, N: Node<'a>>(plan: &'a Plan, node: N, out: &mut Vec<u
         }
         Shape::Aggregate { .. } => {}
     }
-    std::str::from_utf8(out)
+    // The text is UTF-8 by construction (tapes are); the check is SIMD-wide.
+    simdutf8::basic::from_utf8(out)
         .map(str::to_owned)
         .unwrap_or_default()
 }
