@@ -45,7 +45,7 @@ use twinql_store::index::{IndexPolicy, StoreIndex};
 use twinql_store::live::{Overlay, PolicyCache};
 use twinql_store::packed::Packed;
 use twinql_store::segment::{
-    SegmentError, SegmentInfo, open_segment, sync_dir, write_segment_file,
+    SegmentError, SegmentInfo, SegmentWriter, open_segment, sync_dir, write_segment_file,
 };
 use twinql_store::twin::{ErrorCode, HubError};
 use twinql_store::{DocKind, LoadOptions, Store};
@@ -416,30 +416,75 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 /// How long opening waits for a store's lock before refusing.
 const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
-/// Loads JSON Lines / arrays of twins (and job records) into a store laid out for a segment.
+/// Loads JSON Lines / arrays of twins (and job records) into `store`, writing each chunk of
+/// documents to `segment` as it is loaded (see [`import_store`]).
 pub fn load_for_import(
+    store: &mut Store,
+    segment: &mut SegmentWriter,
     twins: &[PathBuf],
     jobs: &[PathBuf],
     progress: bool,
-) -> Result<Store, twinql_store::LoadError> {
-    let mut store = Store::new();
+) -> Result<(), twinql_store::LoadError> {
     let opts = LoadOptions {
         progress,
         ..LoadOptions::default()
     };
     for p in twins {
-        store.load_path(p, &opts)?;
+        store.load_path_writing(p, &opts, segment)?;
     }
     for p in jobs {
-        store.load_path(
+        store.load_path_writing(
             p,
             &LoadOptions {
                 kind: DocKind::Jobs,
                 ..opts.clone()
             },
+            segment,
         )?;
     }
-    Ok(store)
+    Ok(())
+}
+
+/// Why [`import_store`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// An input could not be loaded (nothing was created).
+    #[error(transparent)]
+    Load(#[from] twinql_store::LoadError),
+    /// The store directory could not be created or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a store directory (a new directory, or an empty one) from what `load` adds to a
+/// fresh store: `load` passes the given segment writer to
+/// [`Store::load_path_writing`](twinql_store::Store::load_path_writing), so each chunk of
+/// documents reaches the segment file while the rest of the input is still parsed; then the
+/// indexes `build` makes are built on another thread while the document tables are written
+/// and synced. Returns the store and its indexes. If anything fails, the directory is left
+/// without a store (a partly written segment is removed).
+pub fn import_store(
+    dir: &Path,
+    load: impl FnOnce(&mut Store, &mut SegmentWriter) -> Result<(), twinql_store::LoadError>,
+    build: impl FnOnce(&Store) -> Option<StoreIndex> + Send,
+) -> Result<(Store, Option<StoreIndex>), ImportError> {
+    let _lock = lock_dir(dir)?;
+    if read_current(dir)?.is_some() {
+        return Err(StoreError::Exists {
+            dir: dir.to_path_buf(),
+        }
+        .into());
+    }
+    let seg = seg_name(1);
+    let mut writer =
+        SegmentWriter::create(&dir.join(&seg), SegmentInfo::default()).map_err(StoreError::from)?;
+    let mut store = Store::new();
+    load(&mut store, &mut writer)?;
+    let index = writer
+        .finish_building(&store, || build(&store))
+        .map_err(StoreError::from)?;
+    start_log(dir, seg)?;
+    Ok((store, index))
 }
 
 /// Creates a store directory holding `store` and `index` (a new directory, or an empty one).
@@ -451,26 +496,6 @@ pub fn create_store(
     create_store_with(dir, |path| {
         write_segment_file(store, index, SegmentInfo::default(), path)
     })
-}
-
-/// Creates a store directory holding `store` and the indexes `build` makes; they are built
-/// on another thread while the documents are written, and returned.
-pub fn create_store_building(
-    dir: &Path,
-    store: &Store,
-    build: impl FnOnce() -> Option<StoreIndex> + Send,
-) -> Result<Option<StoreIndex>, StoreError> {
-    let mut built = None;
-    create_store_with(dir, |path| {
-        built = twinql_store::segment::write_segment_file_building(
-            store,
-            SegmentInfo::default(),
-            path,
-            build,
-        )?;
-        Ok(())
-    })?;
-    Ok(built)
 }
 
 fn create_store_with(
@@ -485,6 +510,12 @@ fn create_store_with(
     }
     let seg = seg_name(1);
     write(&dir.join(&seg))?;
+    start_log(dir, seg)
+}
+
+/// Creates the first log of a new store whose segment `seg` is written, and names both in
+/// `CURRENT`.
+fn start_log(dir: &Path, seg: String) -> Result<(), StoreError> {
     let wal = wal_name(1);
     let wal_path = dir.join(&wal);
     if wal_path.exists() {

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::{DocError, DocErrorKind, LoadError};
 use crate::parse::{ChunkParser, ParsedChunk, Unit, scan_array};
+use crate::segment::SegmentWriter;
 use crate::store::{CollectionKind, DocLoc, IdHasher, LazyChunk, Store};
 use twinql_planner::value::Node;
 
@@ -150,6 +151,8 @@ struct Loader<'s> {
     lines: [Vec<u64>; 3],
     report: LoadReport,
     progress: Option<ProgressBar>,
+    /// A segment each added chunk is written to as it is added.
+    sink: Option<&'s mut SegmentWriter>,
 }
 
 impl<'s> Loader<'s> {
@@ -178,6 +181,7 @@ impl<'s> Loader<'s> {
                 ..LoadReport::default()
             },
             progress,
+            sink: None,
         }
     }
 
@@ -314,6 +318,13 @@ impl<'s> Loader<'s> {
             floats: floats.into_boxed_slice(),
             keys,
         }));
+        if let Some(sink) = self.sink.as_deref_mut() {
+            sink.add_chunk(self.store.chunk(chunk_idx))
+                .map_err(|source| LoadError::Io {
+                    path: sink.tmp_path().to_path_buf(),
+                    source,
+                })?;
+        }
 
         let mut rejected_twin: Option<u64> = None;
         for d in docs {
@@ -429,6 +440,9 @@ impl<'s> Loader<'s> {
                     self.store.truncate(kind, self.docs_mark[kind as usize]);
                 }
                 self.store.chunks.truncate(self.chunks_mark);
+                if let Some(sink) = self.sink {
+                    sink.truncate_chunks(self.chunks_mark);
+                }
                 Err(e)
             }
         }
@@ -481,6 +495,37 @@ impl Store {
     ///
     /// On error the store is left as it was (except that its key dictionary may have grown).
     pub fn load_path(&mut self, path: &Path, opts: &LoadOptions) -> Result<LoadReport, LoadError> {
+        self.load_path_inner(path, opts, None)
+    }
+
+    /// [`Store::load_path`], also writing each chunk to `segment` as it is added (a store
+    /// being imported: its documents reach the file while the input is still being parsed).
+    /// On error the store and the segment are both left as they were.
+    pub fn load_path_writing(
+        &mut self,
+        path: &Path,
+        opts: &LoadOptions,
+        segment: &mut SegmentWriter,
+    ) -> Result<LoadReport, LoadError> {
+        if segment.chunks() != self.chunks.len() {
+            return Err(LoadError::Io {
+                path: segment.tmp_path().to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "the segment has {} chunks and the store {}: it was not written by this store",
+                    segment.chunks(),
+                    self.chunks.len()
+                )),
+            });
+        }
+        self.load_path_inner(path, opts, Some(segment))
+    }
+
+    fn load_path_inner(
+        &mut self,
+        path: &Path,
+        opts: &LoadOptions,
+        sink: Option<&mut SegmentWriter>,
+    ) -> Result<LoadReport, LoadError> {
         let start = Instant::now();
         let io = |source| LoadError::Io {
             path: path.to_path_buf(),
@@ -492,6 +537,7 @@ impl Store {
         let name = path.display().to_string();
         let block = opts.block_bytes.max(1);
         let mut loader = Loader::new(self, &name, opts, total);
+        loader.sink = sink;
         // A regular file is mapped and parsed in place: no copy into read buffers. Other
         // files (pipes, devices) are read in blocks.
         let mapped = meta

@@ -30,6 +30,8 @@
 //! ```
 
 use std::collections::HashMap;
+
+use rayon::prelude::*;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -173,10 +175,19 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
     path: &Path,
     get_index: impl FnOnce() -> Result<Option<R>, SegmentError>,
 ) -> Result<Option<R>, SegmentError> {
-    let io = |source| SegmentError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    refuse_mapped(store, path)?;
+    let mut w = SegmentWriter::create_at(path, path.to_path_buf(), info)?;
+    for i in 0..store.chunks.len() as u32 {
+        w.add_chunk(store.chunk(i))
+            .map_err(|source| SegmentError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    w.finish_inner(store, get_index)
+}
+
+fn refuse_mapped(store: &Store, path: &Path) -> Result<(), SegmentError> {
     if store.colls.iter().any(|c| c.checks.is_some()) {
         return Err(SegmentError::Corrupt {
             path: path.to_path_buf(),
@@ -184,190 +195,375 @@ fn write_segment_inner<R: std::borrow::Borrow<StoreIndex>>(
             message: "a segment is written from a loaded store, not a mapped one".into(),
         });
     }
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut out = Out {
-        w: BufWriter::with_capacity(1 << 20, &file),
-        pos: 0,
-        crc: crc32fast::Hasher::new(),
-        hashing: true,
-    };
-    let mut entries = Vec::new();
-    out.put(&[0u8; HEADER_LEN]).map_err(io)?;
+    Ok(())
+}
 
-    // Key dictionary and store facts.
-    section(&mut out, &mut entries, SEC_META, 0, |out| {
-        let mut b = Vec::new();
-        let mut e = Enc { out: &mut b };
-        e.u64(store.seed);
-        e.u64(store.chunks.len() as u64);
-        e.u64(store.dict.len() as u64);
-        for id in 0..store.dict.len() as u32 {
-            e.str(store.dict.name(id));
-        }
-        out.put(&b)
-    })
-    .map_err(io)?;
+/// A segment file being written while its store is loaded: each chunk goes to the file as
+/// soon as the load adds it (its bytes are final then, and still in cache), and
+/// [`SegmentWriter::finish_building`] writes the rest once the load is done.
+///
+/// The file is written under a temporary name (the path plus `.tmp`) and renamed into place
+/// when finished; a writer dropped unfinished removes it. Pass the writer to
+/// [`Store::load_path_writing`] for each input, in the order the store loads them.
+pub struct SegmentWriter {
+    out: Out<BufWriter<std::fs::File>>,
+    /// The file being written, and where it goes when finished.
+    tmp: PathBuf,
+    path: PathBuf,
+    info: SegmentInfo,
+    /// The chunk table's entries, one per chunk written.
+    chunks: Vec<[u8; CHUNK_ENTRY]>,
+    /// Where the chunk data section starts.
+    data_start: u64,
+    /// An I/O error left the file in an unknown state.
+    failed: bool,
+    finished: bool,
+}
 
-    // Chunk table, then chunk bytes: offsets are known before the bytes are written.
-    let data_start = {
-        let table_len = CHUNK_ENTRY * store.chunks.len();
-        out.pos + table_len as u64
-    };
-    let chunks: Vec<&Chunk> = (0..store.chunks.len() as u32)
-        .map(|i| store.chunk(i))
-        .collect();
-    section(&mut out, &mut entries, SEC_CHUNKS, 0, |out| {
-        let mut at = data_start;
-        for c in &chunks {
-            let len = 4 * c.keys.len() + 8 * c.floats.len() + c.tape.len();
-            let mut crc = crc32fast::Hasher::new();
-            chunk_head(c, &mut |b| {
-                crc.update(b);
-                Ok(())
-            })?;
-            let mut b = [0u8; CHUNK_ENTRY];
-            b[0..8].copy_from_slice(&at.to_le_bytes());
-            b[8..16].copy_from_slice(&(c.tape.len() as u64).to_le_bytes());
-            b[16..20].copy_from_slice(&(c.floats.len() as u32).to_le_bytes());
-            b[20..24].copy_from_slice(&(c.keys.len() as u32).to_le_bytes());
-            b[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
-            out.put(&b)?;
-            at += len as u64;
+impl std::fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("path", &self.path)
+            .field("chunks", &self.chunks.len())
+            .field("bytes", &self.out.pos)
+            .finish()
+    }
+}
+
+impl SegmentWriter {
+    /// Starts a segment that will be `path` (written as `path` + `.tmp` until finished).
+    pub fn create(path: &Path, info: SegmentInfo) -> Result<SegmentWriter, SegmentError> {
+        SegmentWriter::create_at(&tmp_path(path), path.to_path_buf(), info)
+    }
+
+    fn create_at(
+        tmp: &Path,
+        path: PathBuf,
+        info: SegmentInfo,
+    ) -> Result<SegmentWriter, SegmentError> {
+        let io = |source| SegmentError::Io {
+            path: tmp.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(tmp).map_err(io)?;
+        let mut out = Out {
+            w: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            crc: crc32fast::Hasher::new(),
+            hashing: true,
+        };
+        out.put(&[0u8; HEADER_LEN]).map_err(io)?;
+        // The chunk data section comes first, so chunks can be written as they are loaded;
+        // its items carry their own CRCs.
+        out.start();
+        out.hashing = false;
+        Ok(SegmentWriter {
+            data_start: out.pos,
+            out,
+            tmp: tmp.to_path_buf(),
+            path,
+            info,
+            chunks: Vec::new(),
+            failed: false,
+            finished: false,
+        })
+    }
+
+    /// The file being written (the final path plus `.tmp`).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Chunks written so far.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Appends one chunk record: key map, doubles, tape.
+    pub(crate) fn add_chunk(&mut self, c: &Chunk) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write to this segment failed",
+            ));
         }
+        let at = self.out.pos;
+        let mut crc = crc32fast::Hasher::new();
+        let result = chunk_head(c, &mut |b| {
+            crc.update(b);
+            self.out.put(b)
+        })
+        .and_then(|()| self.out.put(c.tape.as_bytes()));
+        if let Err(e) = result {
+            self.failed = true;
+            return Err(e);
+        }
+        let mut b = [0u8; CHUNK_ENTRY];
+        b[0..8].copy_from_slice(&at.to_le_bytes());
+        b[8..16].copy_from_slice(&(c.tape.len() as u64).to_le_bytes());
+        b[16..20].copy_from_slice(&(c.floats.len() as u32).to_le_bytes());
+        b[20..24].copy_from_slice(&(c.keys.len() as u32).to_le_bytes());
+        b[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+        self.chunks.push(b);
         Ok(())
-    })
-    .map_err(io)?;
-    section(
-        &mut out,
-        &mut entries,
-        SEC_CHUNK_DATA,
-        FLAG_ITEMS_CHECKED,
-        |out| {
-            for c in &chunks {
-                chunk_head(c, &mut |b| out.put(b))?;
-                out.put(c.tape.as_bytes())?;
-            }
-            Ok(())
-        },
-    )
-    .map_err(io)?;
+    }
 
-    // Document tables.
-    for kind in CollectionKind::ALL {
-        let data = &store.colls[kind as usize];
-        section(&mut out, &mut entries, SEC_DOCS[kind as usize], 0, |out| {
-            out.put(&(data.docs.len() as u64).to_le_bytes())?;
-            let mut b = Vec::with_capacity(8 * data.docs.len());
-            for l in &data.docs {
-                b.extend_from_slice(&l.chunk.to_le_bytes());
-                b.extend_from_slice(&l.pos.to_le_bytes());
-            }
-            out.put(&b)?;
-            b.clear();
-            for h in data.hashes() {
-                b.extend_from_slice(&h.to_le_bytes());
-            }
-            out.put(&b)?;
-            b.clear();
-            for l in &data.docs {
-                let tape = store.chunk(l.chunk).tape.as_bytes();
-                let pos = l.pos as usize;
-                let end = crate::tape::skip(tape, pos).min(tape.len());
-                let doc = tape.get(pos..end).unwrap_or_default();
-                b.extend_from_slice(&(doc.len() as u32).to_le_bytes());
-                b.extend_from_slice(&crc32fast::hash(doc).to_le_bytes());
+    /// Forgets the chunks after the first `n` (a load that failed is undone in the store, and
+    /// here): the file is cut back to where chunk `n` started.
+    pub(crate) fn truncate_chunks(&mut self, n: usize) {
+        let Some(entry) = self.chunks.get(n) else {
+            return;
+        };
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&entry[0..8]);
+        let at = u64::from_le_bytes(at);
+        let cut = self.out.w.flush().and_then(|()| {
+            let f = self.out.w.get_mut();
+            f.set_len(at)?;
+            f.seek(SeekFrom::Start(at)).map(drop)
+        });
+        if cut.is_err() {
+            self.failed = true;
+        }
+        self.out.pos = at;
+        self.chunks.truncate(n);
+    }
+
+    /// Finishes the segment for `store` (whose chunks must be exactly those written), with
+    /// indexes from `build`, run on another thread while the rest of the documents' bytes
+    /// are written and synced; renames the file into place and returns the indexes.
+    pub fn finish_building(
+        self,
+        store: &Store,
+        build: impl FnOnce() -> Option<StoreIndex> + Send,
+    ) -> Result<Option<StoreIndex>, SegmentError> {
+        let path = self.path.clone();
+        let index = std::thread::scope(|s| {
+            let worker = s.spawn(build);
+            self.finish_inner(store, || {
+                worker.join().map_err(|_| SegmentError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    message: "building the indexes failed".into(),
+                })
+            })
+        })?;
+        Ok(index)
+    }
+
+    /// Writes everything after the chunk data, syncs, and renames the file into place (when
+    /// it was written under a temporary name).
+    fn finish_inner<R: std::borrow::Borrow<StoreIndex>>(
+        mut self,
+        store: &Store,
+        get_index: impl FnOnce() -> Result<Option<R>, SegmentError>,
+    ) -> Result<Option<R>, SegmentError> {
+        let tmp = self.tmp.clone();
+        let io = |source| SegmentError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        refuse_mapped(store, &self.path)?;
+        if self.failed {
+            return Err(io(std::io::Error::other(
+                "an earlier write to this segment failed",
+            )));
+        }
+        if self.chunks.len() != store.chunks.len() {
+            return Err(SegmentError::Corrupt {
+                path: tmp.clone(),
+                offset: self.out.pos,
+                message: format!(
+                    "{} chunks written for a store of {}",
+                    self.chunks.len(),
+                    store.chunks.len()
+                ),
+            });
+        }
+        let held = self.write_rest(store, get_index, &io)?;
+        self.finished = true;
+        if self.tmp != self.path {
+            std::fs::rename(&self.tmp, &self.path).map_err(|source| SegmentError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            sync_dir(&self.path);
+        }
+        Ok(held)
+    }
+
+    fn write_rest<R: std::borrow::Borrow<StoreIndex>>(
+        &mut self,
+        store: &Store,
+        get_index: impl FnOnce() -> Result<Option<R>, SegmentError>,
+        io: &dyn Fn(std::io::Error) -> SegmentError,
+    ) -> Result<Option<R>, SegmentError> {
+        let out = &mut self.out;
+        let mut entries = vec![Entry {
+            kind: SEC_CHUNK_DATA,
+            flags: FLAG_ITEMS_CHECKED,
+            offset: self.data_start,
+            len: out.pos - self.data_start,
+            crc: 0,
+        }];
+        out.hashing = true;
+
+        // Key dictionary and store facts.
+        section(out, &mut entries, SEC_META, 0, |out| {
+            let mut b = Vec::new();
+            let mut e = Enc { out: &mut b };
+            e.u64(store.seed);
+            e.u64(store.chunks.len() as u64);
+            e.u64(store.dict.len() as u64);
+            for id in 0..store.dict.len() as u32 {
+                e.str(store.dict.name(id));
             }
             out.put(&b)
         })
         .map_err(io)?;
-    }
 
-    // The documents are written: sync them while the indexes are finished elsewhere.
-    out.w.flush().map_err(io)?;
-    file.sync_data().map_err(io)?;
-    let held = get_index()?;
-    // Indexes: the directory, then each path's postings.
-    if let Some(index) = held.as_ref().map(|r| r.borrow()) {
-        let mut blobs: Vec<Vec<u8>> = Vec::new();
-        let mut dir = Vec::new();
-        {
-            let mut e = Enc { out: &mut dir };
-            match &index.policy {
-                Some(p) => {
-                    e.u8(1);
-                    encode_policy(p, &mut e);
-                }
-                None => e.u8(0),
+        // Chunk table: where each chunk's bytes are in the chunk data.
+        let chunks = &self.chunks;
+        section(out, &mut entries, SEC_CHUNKS, 0, |out| {
+            for b in chunks {
+                out.put(b)?;
             }
-        }
-        // Offsets are relative to the start of the index data section.
-        let mut at = 0u64;
-        for kind in CollectionKind::ALL {
-            let coll = &index.colls[kind as usize];
-            let mut paths: Vec<(&Box<[u32]>, &LazyPath)> = coll.paths.iter().collect();
-            paths.sort_by(|a, b| a.0.cmp(b.0));
-            let mut e = Enc { out: &mut dir };
-            e.u64(paths.len() as u64);
-            for (keys, lazy) in paths {
-                let mut blob = Vec::new();
-                encode_path_index(lazy.get(), &mut Enc { out: &mut blob });
-                let mut e = Enc { out: &mut dir };
-                e.u32_slice(keys);
-                e.u64(at);
-                e.u64(blob.len() as u64);
-                e.u32(crc32fast::hash(&blob));
-                e.u64(lazy.entries as u64);
-                e.u64(lazy.bytes as u64);
-                at += blob.len() as u64;
-                blobs.push(blob);
-            }
-        }
-        section(&mut out, &mut entries, SEC_INDEX, 0, |out| out.put(&dir)).map_err(io)?;
-        section(
-            &mut out,
-            &mut entries,
-            SEC_INDEX_DATA,
-            FLAG_ITEMS_CHECKED,
-            |out| {
-                for b in &blobs {
-                    out.put(b)?;
-                }
-                Ok(())
-            },
-        )
+            Ok(())
+        })
         .map_err(io)?;
-    }
 
-    // Section table and its CRC, then the header.
-    let table_offset = out.pos;
-    let mut t = Vec::with_capacity(entries.len() * ENTRY_LEN + 4);
-    for e in &entries {
-        t.extend_from_slice(&e.kind.to_le_bytes());
-        t.extend_from_slice(&e.flags.to_le_bytes());
-        t.extend_from_slice(&e.offset.to_le_bytes());
-        t.extend_from_slice(&e.len.to_le_bytes());
-        t.extend_from_slice(&e.crc.to_le_bytes());
-        t.extend_from_slice(&0u32.to_le_bytes());
+        // Document tables.
+        for kind in CollectionKind::ALL {
+            let data = &store.colls[kind as usize];
+            section(out, &mut entries, SEC_DOCS[kind as usize], 0, |out| {
+                out.put(&(data.docs.len() as u64).to_le_bytes())?;
+                let mut b = Vec::with_capacity(8 * data.docs.len());
+                for l in &data.docs {
+                    b.extend_from_slice(&l.chunk.to_le_bytes());
+                    b.extend_from_slice(&l.pos.to_le_bytes());
+                }
+                out.put(&b)?;
+                b.clear();
+                for h in data.hashes() {
+                    b.extend_from_slice(&h.to_le_bytes());
+                }
+                out.put(&b)?;
+                b.clear();
+                for l in &data.docs {
+                    let tape = store.chunk(l.chunk).tape.as_bytes();
+                    let pos = l.pos as usize;
+                    let end = crate::tape::skip(tape, pos).min(tape.len());
+                    let doc = tape.get(pos..end).unwrap_or_default();
+                    b.extend_from_slice(&(doc.len() as u32).to_le_bytes());
+                    b.extend_from_slice(&crc32fast::hash(doc).to_le_bytes());
+                }
+                out.put(&b)
+            })
+            .map_err(io)?;
+        }
+
+        // The documents are written: sync them while the indexes are finished elsewhere.
+        out.w.flush().map_err(io)?;
+        out.w.get_ref().sync_data().map_err(io)?;
+        let held = get_index()?;
+        // Indexes: the directory, then each path's postings.
+        if let Some(index) = held.as_ref().map(|r| r.borrow()) {
+            let mut blobs: Vec<Vec<u8>> = Vec::new();
+            let mut dir = Vec::new();
+            {
+                let mut e = Enc { out: &mut dir };
+                match &index.policy {
+                    Some(p) => {
+                        e.u8(1);
+                        encode_policy(p, &mut e);
+                    }
+                    None => e.u8(0),
+                }
+            }
+            // Offsets are relative to the start of the index data section.
+            let mut at = 0u64;
+            for kind in CollectionKind::ALL {
+                let coll = &index.colls[kind as usize];
+                let mut paths: Vec<(&Box<[u32]>, &LazyPath)> = coll.paths.iter().collect();
+                paths.sort_by(|a, b| a.0.cmp(b.0));
+                let mut e = Enc { out: &mut dir };
+                e.u64(paths.len() as u64);
+                // Each path's postings are encoded on all cores.
+                let encoded: Vec<Vec<u8>> = paths
+                    .par_iter()
+                    .map(|(_, lazy)| {
+                        let mut blob = Vec::new();
+                        encode_path_index(lazy.get(), &mut Enc { out: &mut blob });
+                        blob
+                    })
+                    .collect();
+                for ((keys, lazy), blob) in paths.into_iter().zip(encoded) {
+                    let mut e = Enc { out: &mut dir };
+                    e.u32_slice(keys);
+                    e.u64(at);
+                    e.u64(blob.len() as u64);
+                    e.u32(crc32fast::hash(&blob));
+                    e.u64(lazy.entries as u64);
+                    e.u64(lazy.bytes as u64);
+                    at += blob.len() as u64;
+                    blobs.push(blob);
+                }
+            }
+            section(out, &mut entries, SEC_INDEX, 0, |out| out.put(&dir)).map_err(io)?;
+            section(
+                out,
+                &mut entries,
+                SEC_INDEX_DATA,
+                FLAG_ITEMS_CHECKED,
+                |out| {
+                    for b in &blobs {
+                        out.put(b)?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(io)?;
+        }
+
+        // Section table and its CRC, then the header.
+        let table_offset = out.pos;
+        let mut t = Vec::with_capacity(entries.len() * ENTRY_LEN + 4);
+        for e in &entries {
+            t.extend_from_slice(&e.kind.to_le_bytes());
+            t.extend_from_slice(&e.flags.to_le_bytes());
+            t.extend_from_slice(&e.offset.to_le_bytes());
+            t.extend_from_slice(&e.len.to_le_bytes());
+            t.extend_from_slice(&e.crc.to_le_bytes());
+            t.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let tcrc = crc32fast::hash(&t);
+        t.extend_from_slice(&tcrc.to_le_bytes());
+        out.put(&t).map_err(io)?;
+        let file_len = out.pos;
+        out.w.flush().map_err(io)?;
+        let w = out.w.get_mut();
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(MAGIC);
+        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        h[16..24].copy_from_slice(&file_len.to_le_bytes());
+        h[24..28].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        h[32..40].copy_from_slice(&table_offset.to_le_bytes());
+        h[40..48].copy_from_slice(&self.info.seq.to_le_bytes());
+        h[48..56].copy_from_slice(&self.info.generation.to_le_bytes());
+        let hcrc = crc32fast::hash(&h[..56]);
+        h[56..60].copy_from_slice(&hcrc.to_le_bytes());
+        w.seek(SeekFrom::Start(0)).map_err(io)?;
+        w.write_all(&h).map_err(io)?;
+        w.sync_all().map_err(io)?;
+        Ok(held)
     }
-    let tcrc = crc32fast::hash(&t);
-    t.extend_from_slice(&tcrc.to_le_bytes());
-    out.put(&t).map_err(io)?;
-    let file_len = out.pos;
-    let mut w = out.w.into_inner().map_err(|e| io(e.into_error()))?;
-    let mut h = [0u8; HEADER_LEN];
-    h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    h[16..24].copy_from_slice(&file_len.to_le_bytes());
-    h[24..28].copy_from_slice(&(entries.len() as u32).to_le_bytes());
-    h[32..40].copy_from_slice(&table_offset.to_le_bytes());
-    h[40..48].copy_from_slice(&info.seq.to_le_bytes());
-    h[48..56].copy_from_slice(&info.generation.to_le_bytes());
-    let hcrc = crc32fast::hash(&h[..56]);
-    h[56..60].copy_from_slice(&hcrc.to_le_bytes());
-    w.seek(SeekFrom::Start(0)).map_err(io)?;
-    w.write_all(&h).map_err(io)?;
-    w.sync_all().map_err(io)?;
-    Ok(held)
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        if !self.finished && self.tmp != self.path {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Writes one section through `body`, recording its table entry.
@@ -428,33 +624,6 @@ pub fn write_segment_file(
     })?;
     sync_dir(path);
     Ok(())
-}
-
-/// Builds the indexes with `build` on another thread while the documents of `store` are
-/// written (a segment as [`write_segment_file`] writes it), and returns them.
-pub fn write_segment_file_building(
-    store: &Store,
-    info: SegmentInfo,
-    path: &Path,
-    build: impl FnOnce() -> Option<StoreIndex> + Send,
-) -> Result<Option<StoreIndex>, SegmentError> {
-    let tmp = tmp_path(path);
-    let index = std::thread::scope(|s| {
-        let worker = s.spawn(build);
-        write_segment_inner(store, info, &tmp, || {
-            worker.join().map_err(|_| SegmentError::Corrupt {
-                path: path.to_path_buf(),
-                offset: 0,
-                message: "building the indexes failed".into(),
-            })
-        })
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| SegmentError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    sync_dir(path);
-    Ok(index)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -6,7 +6,7 @@ use std::path::Path;
 use twinql_store::index::{IndexPolicy, StoreIndex};
 use twinql_store::mapped::MappedFile;
 use twinql_store::segment::{
-    SegmentError, SegmentInfo, open_segment, read_segment, write_segment_file,
+    SegmentError, SegmentInfo, SegmentWriter, open_segment, read_segment, write_segment_file,
 };
 use twinql_store::{CollectionKind, LoadOptions, Store};
 
@@ -249,4 +249,135 @@ fn a_missing_file_names_the_path() {
         err.to_string().contains("/nonexistent/twinql/seg.tqs"),
         "{err}"
     );
+}
+
+/// The test twins as two files of JSON Lines, and a third whose last line is not JSON.
+fn twin_files(dir: &Path) -> [std::path::PathBuf; 3] {
+    let text = twins_text();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let paths = [
+        dir.join("a.jsonl"),
+        dir.join("b.jsonl"),
+        dir.join("bad.jsonl"),
+    ];
+    std::fs::write(&paths[0], a.join("\n")).expect("write a");
+    std::fs::write(&paths[1], b.join("\n")).expect("write b");
+    let bad = text.replace(r#":"dev"#, r#":"other"#) + "{\"deviceId\": oops}\n";
+    std::fs::write(&paths[2], bad).expect("write bad");
+    paths
+}
+
+#[test]
+fn a_segment_written_while_loading_equals_one_written_after() {
+    let dir = temp("streamed");
+    let [a, b, bad] = twin_files(&dir);
+
+    // Loaded first, written after.
+    let mut whole = Store::new();
+    whole.load_path(&a, &small_chunks()).expect("a loads");
+    whole.load_path(&b, &small_chunks()).expect("b loads");
+    let whole_index = StoreIndex::build(&whole, &IndexPolicy::default());
+    let after = dir.join("after.tqs");
+    write_segment_file(&whole, Some(&whole_index), SegmentInfo::default(), &after)
+        .expect("write after");
+
+    // Written while loading, with a failed load in between that must leave no trace.
+    let streamed = dir.join("streamed.tqs");
+    let mut writer = SegmentWriter::create(&streamed, SegmentInfo::default()).expect("create");
+    let mut store = Store::new();
+    store
+        .load_path_writing(&a, &small_chunks(), &mut writer)
+        .expect("a loads");
+    let chunks_after_a = writer.chunks();
+    assert!(chunks_after_a > 1, "the test wants several chunks per file");
+    let tmp_len = |w: &SegmentWriter| std::fs::metadata(w.tmp_path()).map(|m| m.len());
+    let err = store
+        .load_path_writing(&bad, &small_chunks(), &mut writer)
+        .expect_err("bad line");
+    assert!(err.to_string().contains("bad.jsonl:331:"), "{err}");
+    assert_eq!(writer.chunks(), chunks_after_a);
+    assert_eq!(store.devices().len(), 150);
+    store
+        .load_path_writing(&b, &small_chunks(), &mut writer)
+        .expect("b loads");
+    assert!(tmp_len(&writer).expect("tmp file") > 0);
+    assert!(
+        !streamed.exists(),
+        "written under a temporary name until finished"
+    );
+    let tmp = writer.tmp_path().to_path_buf();
+    let index = writer
+        .finish_building(&store, || {
+            Some(StoreIndex::build(&store, &IndexPolicy::default()))
+        })
+        .expect("finish")
+        .expect("index built");
+    assert!(!tmp.exists() && streamed.exists());
+    assert_eq!(index.stats(), whole_index.stats());
+
+    let (x, y) = (
+        open_segment(&after).expect("open after"),
+        open_segment(&streamed).expect("open streamed"),
+    );
+    assert!(x.store.verify().is_ok() && y.store.verify().is_ok());
+    assert_eq!(y.store.devices().len(), 300);
+    assert_eq!(all_json(&y.store), all_json(&x.store));
+    assert_eq!(all_json(&y.store), all_json(&whole));
+    for i in [0, 149, 150, 299] {
+        let id = format!("dev{i}");
+        assert_eq!(
+            y.store.devices().find(&id, None),
+            x.store.devices().find(&id, None)
+        );
+    }
+    assert_eq!(y.store.modules().find("dev40", Some("m")), Some(4));
+    let (xi, yi) = (x.index.expect("index"), y.index.expect("index"));
+    assert_eq!(yi.stats(), xi.stats());
+    for kind in CollectionKind::ALL {
+        for k in xi.collection(kind).path_keys() {
+            let (p, q) = (
+                xi.collection(kind).path(k).expect("path"),
+                yi.collection(kind).path(k).expect("path"),
+            );
+            assert_eq!(p.defined, q.defined);
+            assert_eq!(format!("{:?}", p.strings), format!("{:?}", q.strings));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unfinished_segment_leaves_no_file_and_a_foreign_store_is_refused() {
+    let dir = temp("unfinished");
+    let [a, b, _] = twin_files(&dir);
+    let path = dir.join("s.tqs");
+    let mut writer = SegmentWriter::create(&path, SegmentInfo::default()).expect("create");
+    let mut store = Store::new();
+    store
+        .load_path_writing(&a, &small_chunks(), &mut writer)
+        .expect("a loads");
+    let tmp = writer.tmp_path().to_path_buf();
+    assert!(tmp.exists());
+    drop(writer);
+    assert!(!tmp.exists() && !path.exists());
+
+    // A store whose chunks were not all written through the writer is refused, when loading
+    // and when finishing, and nothing is left behind.
+    let mut writer = SegmentWriter::create(&path, SegmentInfo::default()).expect("create");
+    let err = store
+        .load_path_writing(&b, &small_chunks(), &mut writer)
+        .expect_err("store with chunks the segment lacks");
+    assert!(
+        err.to_string().contains("not written by this store"),
+        "{err}"
+    );
+    match writer.finish_building(&store, || None) {
+        Err(SegmentError::Corrupt { message, .. }) => {
+            assert!(message.contains("0 chunks written"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!tmp.exists() && !path.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
