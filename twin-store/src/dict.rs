@@ -13,7 +13,7 @@ pub(crate) struct KeyDict {
     names: Vec<Box<str>>,
     /// `"name":` with JSON escaping, ready to copy into output.
     json_names: Vec<Box<[u8]>>,
-    /// The same, padded to 32 bytes with its length in the last byte when it fits in 31
+    /// `,"name":` padded to 32 bytes with its length in the last byte when it fits in 31
     /// (else that byte is 0xFF): output copies it whole, with no call for a short copy.
     json_short: Vec<[u8; 32]>,
     exact: HashMap<Box<str>, u32, FxBuild>,
@@ -32,13 +32,14 @@ impl KeyDict {
         twinql_planner::value::write_json_bytes(name.as_bytes(), &mut json);
         json.push(b':');
         let mut short = [0u8; 32];
-        short[31] = match short.get_mut(..json.len()) {
-            Some(head) if json.len() < 32 => {
+        short[31] = match short.get_mut(1..json.len() + 1) {
+            Some(head) if json.len() < 31 => {
                 head.copy_from_slice(&json);
-                json.len() as u8
+                json.len() as u8 + 1
             }
             _ => 0xFF,
         };
+        short[0] = b',';
         self.json_short.push(short);
         self.json_names.push(json.into_boxed_slice());
         self.exact.insert(name.into(), id);
@@ -80,16 +81,19 @@ impl KeyDict {
             .unwrap_or(b"\"\":")
     }
 
-    /// Appends `"name":` for id `id` to `out`.
+    /// Appends `,"name":` for id `id` to `out`.
     #[inline]
-    pub(crate) fn write_json_name(&self, id: u32, out: &mut Vec<u8>) {
+    pub(crate) fn write_json_name_after_comma(&self, id: u32, out: &mut Vec<u8>) {
         match self.json_short.get(id as usize) {
             Some(short) if short[31] < 32 => {
                 let len = out.len() + usize::from(short[31]);
                 out.extend_from_slice(short);
                 out.truncate(len);
             }
-            _ => out.extend_from_slice(self.json_name(id)),
+            _ => {
+                out.push(b',');
+                out.extend_from_slice(self.json_name(id));
+            }
         }
     }
 

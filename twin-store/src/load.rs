@@ -302,6 +302,7 @@ impl<'s> Loader<'s> {
             errors,
             skipped,
             newlines: _,
+            plain,
         } = parsed;
         let keys: Box<[u32]> = names.iter().map(|n| self.store.dict.intern(n)).collect();
         let Some(tape) = tape else {
@@ -317,6 +318,7 @@ impl<'s> Loader<'s> {
             tape: tape.into_boxed_str(),
             floats: floats.into_boxed_slice(),
             keys,
+            plain,
         }));
         if let Some(sink) = self.sink.as_deref_mut() {
             sink.add_chunk(self.store.chunk(chunk_idx))

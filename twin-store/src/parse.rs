@@ -311,6 +311,8 @@ pub(crate) struct ParsedChunk<'i> {
     pub(crate) skipped: u64,
     /// Newlines seen (JSON Lines), to number the next chunk's lines.
     pub(crate) newlines: u64,
+    /// No string in the tape needs escaping in JSON output.
+    pub(crate) plain: bool,
 }
 
 /// One unit of input: the text of one document.
@@ -326,6 +328,9 @@ struct Ctx<'i> {
     keys: LocalKeys<'i>,
     buf: Vec<u8>,
     max_depth: u32,
+    /// Whether any string of the chunk had an escape (only such a string can hold a byte
+    /// that JSON output must escape).
+    escapes: bool,
 }
 
 thread_local! {
@@ -387,6 +392,7 @@ impl<'i> ChunkParser<'i> {
                 keys: LocalKeys::new(),
                 buf: Vec::new(),
                 max_depth,
+                escapes: false,
             },
             tape: {
                 let mut tape = TAPE_BUF.take();
@@ -459,6 +465,7 @@ impl<'i> ChunkParser<'i> {
             errors: self.errors,
             skipped: self.skipped,
             newlines,
+            plain: !self.ctx.escapes,
         }
     }
 
@@ -807,6 +814,7 @@ impl<'i> Ctx<'i> {
 
     /// Decodes the escapes of `content` (which starts at offset `base`) into `self.buf`.
     fn unescape(&mut self, content: &[u8], base: usize) -> R {
+        self.escapes = true;
         self.buf.clear();
         let mut i = 0;
         while i < content.len() {

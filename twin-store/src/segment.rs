@@ -703,6 +703,8 @@ impl ChunkSrc {
             tape: Box::default(),
             floats: floats.into_boxed_slice(),
             keys: keys.into_boxed_slice(),
+            // Not recorded in the segment: the renderer checks each string.
+            plain: false,
         })
     }
 }
@@ -1114,6 +1116,7 @@ pub fn fuzz_tape(bytes: &[u8]) -> usize {
         tape: text.into(),
         floats: vec![1.5, -0.0, 1e300, f64::MIN_POSITIVE].into_boxed_slice(),
         keys: (0..8).collect(),
+        plain: false,
     };
     fn visit(n: crate::NodeRef<'_>, depth: usize) {
         let _ = (

@@ -87,8 +87,13 @@ pub(crate) fn write_varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usiz
 #[inline(always)]
 pub(crate) fn get_varint(t: &[u8], pos: usize) -> (u64, usize) {
     match t.get(pos) {
-        Some(&b) if b < 0x40 => (u64::from(b), pos + 1),
-        _ => get_varint_slow(t, pos),
+        Some(&b) if b & 0x40 == 0 => (u64::from(b & 0x3f), pos + 1),
+        // Two bytes (up to 4,095: most body lengths) without a call.
+        Some(&b) => match t.get(pos + 1) {
+            Some(&c) if c & 0x40 == 0 => (u64::from(b & 0x3f) | u64::from(c & 0x3f) << 6, pos + 2),
+            _ => get_varint_slow(t, pos),
+        },
+        None => get_varint_slow(t, pos),
     }
 }
 
@@ -170,6 +175,9 @@ pub(crate) struct Chunk {
     pub(crate) tape: Box<str>,
     pub(crate) floats: Box<[f64]>,
     pub(crate) keys: Box<[u32]>,
+    /// No string in the tape holds a byte JSON output escapes (known for loaded chunks;
+    /// `false` where unknown, and the renderer then checks each string).
+    pub(crate) plain: bool,
 }
 
 /// The deepest nesting [`check_tape`] accepts (the loader's limit is at most 1,000, and a job
@@ -300,6 +308,7 @@ impl Chunk {
             tape: Box::default(),
             floats: Box::default(),
             keys: Box::default(),
+            plain: true,
         }
     }
 
@@ -643,7 +652,8 @@ fn write_node(chunk: &Chunk, tape: &str, dict: &KeyDict, pos: usize, out: &mut V
 }
 
 /// Writes the object or array at `pos`; returns the position after it. Scalars are written
-/// in the loop: only nested containers recurse.
+/// in the loop: only nested containers recurse. Every member or element is written after a
+/// comma, the first of which then becomes the opening bracket: no per-member test.
 fn write_container(
     chunk: &Chunk,
     t: &[u8],
@@ -657,22 +667,35 @@ fn write_container(
     let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
     // JSON text takes about twice the tape's bytes: one reservation covers most documents.
     out.reserve(usize::try_from(len).unwrap_or(0).min(1 << 24) * 9 / 4 + 2);
-    out.push(if object { b'{' } else { b'[' });
-    for i in 0..count {
-        if i > 0 {
-            out.push(b',');
-        }
-        if object {
-            let (local, vp) = get_varint(t, p);
-            dict.write_json_name(chunk.global_key(local), out);
-            p = vp;
-        }
-        p = match t.get(p) {
-            Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, p, out),
-            _ => write_scalar(chunk, t, p, out),
-        };
+    let (open, close) = if object { (b'{', b'}') } else { (b'[', b']') };
+    if count == 0 {
+        out.push(open);
+        out.push(close);
+        return end;
     }
-    out.push(if object { b'}' } else { b']' });
+    let first = out.len();
+    if object {
+        for _ in 0..count {
+            let (local, vp) = get_varint(t, p);
+            dict.write_json_name_after_comma(chunk.global_key(local), out);
+            p = match t.get(vp) {
+                Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, vp, out),
+                _ => write_scalar(chunk, t, vp, out),
+            };
+        }
+    } else {
+        for _ in 0..count {
+            out.push(b',');
+            p = match t.get(p) {
+                Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, p, out),
+                _ => write_scalar(chunk, t, p, out),
+            };
+        }
+    }
+    if let Some(b) = out.get_mut(first) {
+        *b = open;
+    }
+    out.push(close);
     end
 }
 
@@ -691,7 +714,7 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
         // start (the tape goes on after it), then cut to its length: no call for a short copy.
         if let Some(Ok(word)) = t.get(start..start + 32).map(<&[u8; 32]>::try_from)
             && len <= 32
-            && first_to_escape(word, len) >= len
+            && (chunk.plain || first_to_escape(word, len) >= len)
         {
             out.push(b'"');
             let cut = out.len() + len;
@@ -825,9 +848,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The inline one- and two-byte paths read exactly what the general loop reads, on
+        /// any bytes (a checked tape holds no others, but the reader never relies on it).
+        #[test]
+        fn inline_varint_paths_agree_with_the_loop(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            pos in 0usize..12,
+        ) {
+            proptest::prop_assert_eq!(get_varint(&bytes, pos), get_varint_slow(&bytes, pos));
+        }
+    }
+
     #[test]
     fn varints_round_trip() {
-        for v in [0u64, 1, 63, 64, 4095, 4096, 1 << 40, u64::MAX] {
+        for v in [0u64, 1, 63, 64, 65, 127, 128, 4095, 4096, 1 << 40, u64::MAX] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v));

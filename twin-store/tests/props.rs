@@ -32,7 +32,9 @@ fn json() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(5, 64, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::vec(("[a-zA-Z$é]{0,6}", inner), 0..8)
+            // Short names, and long ones (past the renderer's 31-byte fast path), some with
+            // characters JSON escapes.
+            prop::collection::vec(("[a-zA-Z$é]{0,6}|[a-z\"\\\\\t]{26,40}", inner), 0..8)
                 .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
