@@ -64,13 +64,26 @@ impl Packed {
     /// Packs `doc`. Bodies longer than 2^30 bytes do not fit a twin's limits; such a document
     /// is packed as `null`.
     pub fn pack(doc: &Doc) -> Packed {
-        let mut out = Vec::with_capacity(1024);
-        if pack_into(doc, &mut out).is_none() {
-            out.clear();
-            out.push(NULL);
+        thread_local! {
+            /// Each writing thread packs into one buffer, then copies the result out at its
+            /// exact size: no growth steps and no shrinking per write.
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        // Every byte written is ASCII or copied from a `str`: this never fails.
-        Packed(String::from_utf8(out).unwrap_or_default().into_boxed_str())
+        BUF.with_borrow_mut(|out| {
+            out.clear();
+            if pack_into(doc, out).is_none() {
+                out.clear();
+                out.push(NULL);
+            }
+            // Every byte written is ASCII or copied from a `str`: this never fails.
+            let packed = Packed(Box::from(
+                simdutf8::basic::from_utf8(out).unwrap_or_default(),
+            ));
+            if out.capacity() > 1 << 20 {
+                *out = Vec::new();
+            }
+            packed
+        })
     }
 
     /// The root node.

@@ -87,8 +87,17 @@ pub(crate) fn write_varint_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usiz
 #[inline(always)]
 pub(crate) fn get_varint(t: &[u8], pos: usize) -> (u64, usize) {
     match t.get(pos) {
+        Some(&b) if b < 0x40 => (u64::from(b), pos + 1),
+        _ => get_varint_slow(t, pos),
+    }
+}
+
+/// [`get_varint`] that also reads two bytes (up to 4,095: most body lengths) without a call:
+/// for the renderer's loop (in the index walk the larger code costs more than it saves).
+#[inline(always)]
+fn get_varint2(t: &[u8], pos: usize) -> (u64, usize) {
+    match t.get(pos) {
         Some(&b) if b & 0x40 == 0 => (u64::from(b & 0x3f), pos + 1),
-        // Two bytes (up to 4,095: most body lengths) without a call.
         Some(&b) => match t.get(pos + 1) {
             Some(&c) if c & 0x40 == 0 => (u64::from(b & 0x3f) | u64::from(c & 0x3f) << 6, pos + 2),
             _ => get_varint_slow(t, pos),
@@ -662,8 +671,8 @@ fn write_container(
     out: &mut Vec<u8>,
 ) -> usize {
     let object = t.get(pos) == Some(&OBJ);
-    let (len, p) = get_varint(t, pos + 1);
-    let (count, mut p) = get_varint(t, p);
+    let (len, p) = get_varint2(t, pos + 1);
+    let (count, mut p) = get_varint2(t, p);
     let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
     // JSON text takes about twice the tape's bytes: one reservation covers most documents.
     out.reserve(usize::try_from(len).unwrap_or(0).min(1 << 24) * 9 / 4 + 2);
@@ -676,7 +685,7 @@ fn write_container(
     let first = out.len();
     if object {
         for _ in 0..count {
-            let (local, vp) = get_varint(t, p);
+            let (local, vp) = get_varint2(t, p);
             dict.write_json_name_after_comma(chunk.global_key(local), out);
             p = match t.get(vp) {
                 Some(&OBJ) | Some(&ARR) => write_container(chunk, t, dict, vp, out),
@@ -740,12 +749,12 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
             pos + 1
         }
         INT => {
-            let (u, p) = get_varint(t, pos + 1);
+            let (u, p) = get_varint2(t, pos + 1);
             out.extend_from_slice(itoa::Buffer::new().format(unzigzag(u)).as_bytes());
             p
         }
         FLOAT => {
-            let (i, p) = get_varint(t, pos + 1);
+            let (i, p) = get_varint2(t, pos + 1);
             let f = usize::try_from(i)
                 .ok()
                 .and_then(|i| chunk.floats.get(i))
@@ -755,14 +764,14 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
             p
         }
         NUM_TEXT => {
-            let (_, p) = get_varint(t, pos + 1);
-            let (len, p) = get_varint(t, p);
+            let (_, p) = get_varint2(t, pos + 1);
+            let (len, p) = get_varint2(t, p);
             let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
             out.extend_from_slice(t.get(p..end).unwrap_or_default());
             end
         }
         STR => {
-            let (len, p) = get_varint(t, pos + 1);
+            let (len, p) = get_varint2(t, pos + 1);
             let end = p.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
             write_json_bytes(t.get(p..end).unwrap_or_default(), out);
             end
@@ -857,6 +866,7 @@ mod tests {
             pos in 0usize..12,
         ) {
             proptest::prop_assert_eq!(get_varint(&bytes, pos), get_varint_slow(&bytes, pos));
+            proptest::prop_assert_eq!(get_varint2(&bytes, pos), get_varint_slow(&bytes, pos));
         }
     }
 
@@ -868,6 +878,7 @@ mod tests {
             assert_eq!(out.len(), varint_len(v));
             assert!(out.iter().all(|&b| b < 0x80));
             assert_eq!(get_varint(&out, 0), (v, out.len()));
+            assert_eq!(get_varint2(&out, 0), (v, out.len()));
             let mut buf = vec![0; out.len()];
             write_varint_at(&mut buf, 0, v);
             assert_eq!(buf, out);
