@@ -65,6 +65,8 @@ const SEC_INDEX_DATA: u32 = 8;
 const FLAG_ITEMS_CHECKED: u32 = 1;
 /// Bytes of one chunk table entry.
 const CHUNK_ENTRY: usize = 32;
+/// Chunk flag: no string of the chunk holds a byte JSON output escapes.
+const CHUNK_PLAIN: u32 = 1;
 
 /// What a segment records besides its documents.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -303,6 +305,7 @@ impl SegmentWriter {
         b[16..20].copy_from_slice(&(c.floats.len() as u32).to_le_bytes());
         b[20..24].copy_from_slice(&(c.keys.len() as u32).to_le_bytes());
         b[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+        b[28..32].copy_from_slice(&(if c.plain { CHUNK_PLAIN } else { 0 }).to_le_bytes());
         self.chunks.push(b);
         Ok(())
     }
@@ -657,6 +660,8 @@ pub(crate) struct ChunkSrc {
     floats: usize,
     keys: usize,
     crc: u32,
+    /// The chunk table marks the chunk plain (checked with each document).
+    plain: bool,
 }
 
 impl ChunkSrc {
@@ -703,8 +708,7 @@ impl ChunkSrc {
             tape: Box::default(),
             floats: floats.into_boxed_slice(),
             keys: keys.into_boxed_slice(),
-            // Not recorded in the segment: the renderer checks each string.
-            plain: false,
+            plain: self.plain,
         })
     }
 }
@@ -952,6 +956,13 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
         let tape_len = u64_at(e, 8);
         let floats = u32_at(e, 16) as u64;
         let keys = u32_at(e, 20) as u64;
+        let flags = u32_at(e, 28);
+        if flags & !CHUNK_PLAIN != 0 {
+            return Err(corrupt(
+                at + 28,
+                format!("chunk {i} has unknown flags {flags:#x}"),
+            ));
+        }
         let total = tape_len
             .checked_add(8 * floats)
             .and_then(|t| t.checked_add(4 * keys))
@@ -974,6 +985,7 @@ pub fn read_segment(file: Arc<MappedFile>) -> Result<Segment, SegmentError> {
                 floats: floats as usize,
                 keys: keys as usize,
                 crc: u32_at(e, 24),
+                plain: flags & CHUNK_PLAIN != 0,
             }),
         });
     }
@@ -1105,7 +1117,7 @@ pub fn fuzz_tape(bytes: &[u8]) -> usize {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return 0;
     };
-    let Ok(starts) = check_tape(bytes, 8, 4) else {
+    let Ok(starts) = check_tape(bytes, 8, 4, false) else {
         return 0;
     };
     let mut dict = KeyDict::default();

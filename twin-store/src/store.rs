@@ -333,7 +333,9 @@ impl Store {
             .map_or(0, |s| s.tape_start())
             + loc.pos as usize;
         let checked = checks.doc(id as usize, start, |bytes| {
-            match crate::tape::check_tape(bytes, chunk.keys.len(), chunk.floats.len())?.as_slice() {
+            match crate::tape::check_tape(bytes, chunk.keys.len(), chunk.floats.len(), chunk.plain)?
+                .as_slice()
+            {
                 [0] => Ok(()),
                 _ => Err((0, "document is not one node".to_string())),
             }

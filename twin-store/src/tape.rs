@@ -202,7 +202,19 @@ pub(crate) fn check_tape(
     t: &[u8],
     keys: usize,
     floats: usize,
+    plain: bool,
 ) -> Result<Vec<u32>, (usize, String)> {
+    // In a chunk marked plain, no string may hold a byte JSON output escapes (the renderer
+    // copies them as they are).
+    let check_plain = |p: usize, start: usize, end: usize| -> Result<(), (usize, String)> {
+        if plain
+            && t.get(start..end)
+                .is_some_and(|s| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'))
+        {
+            return Err((p, "a string needs escaping in a chunk marked plain".into()));
+        }
+        Ok(())
+    };
     fn varint(t: &[u8], pos: usize, end: usize) -> Result<(u64, usize), (usize, String)> {
         let mut v = 0u64;
         let mut shift = 0u32;
@@ -290,7 +302,9 @@ pub(crate) fn check_tape(
             }
             STR => {
                 let (len, q) = varint(t, p + 1, end)?;
-                span(p, q, len, end)?
+                let after = span(p, q, len, end)?;
+                check_plain(p, q, after)?;
+                after
             }
             ARR | OBJ => {
                 let (len, q) = varint(t, p + 1, end)?;
@@ -302,7 +316,11 @@ pub(crate) fn check_tape(
                 stack.push((body_end, count, tag == OBJ));
                 q
             }
-            SHORT_STR.. => span(p, p + 1, u64::from(tag - SHORT_STR), end)?,
+            SHORT_STR.. => {
+                let after = span(p, p + 1, u64::from(tag - SHORT_STR), end)?;
+                check_plain(p, p + 1, after)?;
+                after
+            }
             _ => return Err((p, format!("unknown tag {tag:#04x}"))),
         };
         if p > end {
@@ -868,6 +886,23 @@ mod tests {
             proptest::prop_assert_eq!(get_varint(&bytes, pos), get_varint_slow(&bytes, pos));
             proptest::prop_assert_eq!(get_varint2(&bytes, pos), get_varint_slow(&bytes, pos));
         }
+    }
+
+    #[test]
+    fn a_chunk_marked_plain_refuses_strings_that_need_escaping() {
+        let short = [SHORT_STR + 3, b'a', b'"', b'b'];
+        let mut long = vec![STR];
+        put_varint(&mut long, 70);
+        long.extend(std::iter::repeat_n(b'x', 69));
+        long.push(0x01);
+        for (tape, at) in [(&short[..], 0), (&long[..], 0)] {
+            assert!(check_tape(tape, 0, 0, false).is_ok());
+            let err = check_tape(tape, 0, 0, true).expect_err("marked plain");
+            assert_eq!(err.0, at);
+            assert!(err.1.contains("plain"), "{}", err.1);
+        }
+        let fine = [SHORT_STR + 3, b'a', b'/', b'b'];
+        assert!(check_tape(&fine, 0, 0, true).is_ok());
     }
 
     #[test]
