@@ -721,20 +721,77 @@ fn bitmap_of(mut v: Vec<u32>) -> RoaringBitmap {
     RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
 }
 
-/// An order-preserving prefix of a value: the first 32 bytes of a string, or a number's bits
-/// in `f64::total_cmp` order. Values with equal keys are compared in full.
+/// An order-preserving prefix of a value (see [`SortValue::sort_key`]). Values with equal keys
+/// are compared in full.
 type SortKey = u128;
 
+/// How the values of one kind are ordered when postings are built.
+trait SortValue: Copy + Send + Sync + std::hash::Hash + Eq {
+    /// The values' order.
+    fn order(&self, other: &Self) -> Ordering;
+    /// The number of leading bytes two values share (0 where keys are not byte strings).
+    fn shared_prefix(&self, other: &Self) -> usize;
+    /// An order-preserving key of the value past its first `skip` bytes, where every value
+    /// compared shares those bytes: the next 16 bytes of a string, a number's bits in
+    /// `f64::total_cmp` order.
+    fn sort_key(&self, skip: usize) -> SortKey;
+}
+
+impl SortValue for &str {
+    fn order(&self, other: &Self) -> Ordering {
+        self.cmp(other)
+    }
+
+    fn shared_prefix(&self, other: &Self) -> usize {
+        self.bytes()
+            .zip(other.bytes())
+            .take_while(|(a, b)| a == b)
+            .count()
+    }
+
+    fn sort_key(&self, skip: usize) -> SortKey {
+        let rest = self.as_bytes().get(skip..).unwrap_or_default();
+        let mut k = [0u8; 16];
+        let n = rest.len().min(16);
+        k[..n].copy_from_slice(&rest[..n]);
+        u128::from_be_bytes(k)
+    }
+}
+
+/// Numbers by their bits (with -0 folded into 0).
+impl SortValue for u64 {
+    fn order(&self, other: &Self) -> Ordering {
+        f64::from_bits(*self).total_cmp(&f64::from_bits(*other))
+    }
+
+    fn shared_prefix(&self, _: &Self) -> usize {
+        0
+    }
+
+    fn sort_key(&self, _: usize) -> SortKey {
+        // The order of `f64::total_cmp` as an unsigned integer.
+        let b = *self;
+        u128::from(if b >> 63 == 1 { !b } else { b | (1 << 63) })
+    }
+}
+
+/// The bytes every value of `values` starts with (0 for numbers).
+fn common_prefix<V: SortValue>(values: &[V]) -> usize {
+    let Some(first) = values.first() else {
+        return 0;
+    };
+    let mut n = usize::MAX;
+    for v in values {
+        if n == 0 {
+            break;
+        }
+        n = n.min(first.shared_prefix(v));
+    }
+    n.min(first.shared_prefix(first))
+}
+
 /// Builds the postings of one kind from the chunks' postings.
-fn postings<V, O>(
-    parts: Vec<ChunkPostings<V>>,
-    cmp: impl Fn(&V, &V) -> Ordering + Sync,
-    sort_key: impl Fn(&V) -> SortKey + Sync,
-    own: impl Fn(V) -> O,
-) -> Postings<O>
-where
-    V: std::hash::Hash + Eq + Copy + Send + Sync,
-{
+fn postings<V: SortValue, O>(parts: Vec<ChunkPostings<V>>, own: impl Fn(V) -> O) -> Postings<O> {
     if parts.iter().all(|p| matches!(p, ChunkPostings::Dict(_))) {
         let mut dict: HashMap<V, RoaringBitmap, FxBuild> = HashMap::default();
         for p in &parts {
@@ -749,14 +806,14 @@ where
         }
         if dict.len() <= DICT_MAX {
             let mut entries: Vec<(V, RoaringBitmap)> = dict.into_iter().collect();
-            entries.sort_by(|a, b| cmp(&a.0, &b.0));
+            entries.sort_by(|a, b| a.0.order(&b.0));
             return Postings::Dict(entries.into_iter().map(|(k, b)| (own(k), b)).collect());
         }
     }
     // Many distinct values (ids, timestamps): sort the (value, document) pairs. Few: number
     // the values and counting-sort the documents, which needs no comparisons between entries.
     if many_distinct(&parts) {
-        return sorted_pairs(parts, cmp, sort_key);
+        return sorted_pairs(parts);
     }
     // Number the distinct values in order of first sight, and list every (value, document)
     // entry in document order: parts come in chunk order and each value's documents ascend
@@ -797,14 +854,15 @@ where
     drop(number);
     // Rank the distinct values: by an order-preserving 128-bit key first, so most comparisons
     // are one integer comparison instead of a string comparison in the tape.
+    let skip = common_prefix(&distinct);
     let mut order: Vec<(SortKey, u32)> = distinct
         .iter()
         .enumerate()
-        .map(|(i, v)| (sort_key(v), i as u32))
+        .map(|(i, v)| (v.sort_key(skip), i as u32))
         .collect();
     order.par_sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
-            .then_with(|| cmp(&distinct[a.1 as usize], &distinct[b.1 as usize]))
+            .then_with(|| distinct[a.1 as usize].order(&distinct[b.1 as usize]))
     });
     // A stable counting sort of the entries by rank keeps each value's documents ascending.
     let mut start_of = vec![0u32; distinct.len()];
@@ -872,36 +930,76 @@ fn many_distinct<V: std::hash::Hash + Eq + Copy>(parts: &[ChunkPostings<V>]) -> 
     seen.len() * 4 > n
 }
 
-/// Sorted postings from (value, document) pairs sorted by an order-preserving 128-bit key
-/// first, so most comparisons are one integer comparison instead of a string comparison.
-fn sorted_pairs<V, O>(
-    parts: Vec<ChunkPostings<V>>,
-    cmp: impl Fn(&V, &V) -> Ordering + Sync,
-    sort_key: impl Fn(&V) -> SortKey + Sync,
-) -> Postings<O>
-where
-    V: Copy + Send + Sync,
-{
-    let mut pairs: Vec<(SortKey, V, u32)> = Vec::new();
-    for p in parts {
+/// One entry to sort: the value's key (as two words, so an entry takes 24 bytes), the
+/// document, and where the value is in the list of values.
+#[derive(Clone, Copy)]
+struct SortEntry {
+    hi: u64,
+    lo: u64,
+    doc: u32,
+    value: u32,
+}
+
+/// Sorted postings from (value, document) pairs, sorted by an order-preserving 128-bit key
+/// first (taken past the bytes every value shares, so timestamps of one minute still differ
+/// in it), so most comparisons are integer comparisons, not string comparisons in the tape.
+fn sorted_pairs<V: SortValue, O>(parts: Vec<ChunkPostings<V>>) -> Postings<O> {
+    let mut values: Vec<V> = Vec::new();
+    let mut total = 0usize;
+    for p in &parts {
         match p {
             ChunkPostings::Dict(d) => {
-                for (k, b) in d {
-                    let key = sort_key(&k);
-                    pairs.extend(b.iter().map(|x| (key, k, x)));
-                }
+                values.extend(d.iter().map(|(k, _)| *k));
+                total += d.iter().map(|(_, b)| b.len() as usize).sum::<usize>();
             }
             ChunkPostings::Pairs(p) => {
-                pairs.extend(p.into_iter().map(|(k, x)| (sort_key(&k), k, x)))
+                values.extend(p.iter().map(|(k, _)| *k));
+                total += p.len();
             }
         }
     }
+    let skip = common_prefix(&values);
+    let mut pairs: Vec<SortEntry> = Vec::with_capacity(total);
+    let mut v = 0u32;
+    let entry = |value: u32, doc: u32| {
+        let key = values[value as usize].sort_key(skip);
+        SortEntry {
+            hi: (key >> 64) as u64,
+            lo: key as u64,
+            doc,
+            value,
+        }
+    };
+    for p in &parts {
+        match p {
+            ChunkPostings::Dict(d) => {
+                for (_, b) in d {
+                    pairs.extend(b.iter().map(|x| entry(v, x)));
+                    v += 1;
+                }
+            }
+            ChunkPostings::Pairs(p) => {
+                for &(_, x) in p {
+                    pairs.push(entry(v, x));
+                    v += 1;
+                }
+            }
+        }
+    }
+    drop(parts);
     pairs.par_sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| cmp(&a.1, &b.1))
-            .then(a.2.cmp(&b.2))
+        (a.hi, a.lo)
+            .cmp(&(b.hi, b.lo))
+            .then_with(|| {
+                if a.value == b.value {
+                    Ordering::Equal
+                } else {
+                    values[a.value as usize].order(&values[b.value as usize])
+                }
+            })
+            .then(a.doc.cmp(&b.doc))
     });
-    Postings::sorted(pairs.into_iter().map(|(_, _, d)| d).collect())
+    Postings::sorted(pairs.into_iter().map(|e| e.doc).collect())
 }
 
 const BUILD_CHUNK: usize = 8192;
@@ -961,27 +1059,8 @@ impl CollectionIndex {
                     defined,
                     kinds: m.kinds,
                     trues: m.trues,
-                    strings: postings(
-                        m.strings,
-                        |a: &&str, b: &&str| a.cmp(b),
-                        |s: &&str| {
-                            let mut k = [0u8; 16];
-                            let n = s.len().min(16);
-                            k[..n].copy_from_slice(&s.as_bytes()[..n]);
-                            u128::from_be_bytes(k)
-                        },
-                        |v| v.into(),
-                    ),
-                    numbers: postings(
-                        m.numbers,
-                        |a: &u64, b: &u64| f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
-                        |bits: &u64| {
-                            // The order of `f64::total_cmp` as an unsigned integer.
-                            let b = *bits;
-                            u128::from(if b >> 63 == 1 { !b } else { b | (1 << 63) })
-                        },
-                        f64::from_bits,
-                    ),
+                    strings: postings(m.strings, |v| v.into()),
+                    numbers: postings(m.numbers, f64::from_bits),
                 };
                 (keys, LazyPath::ready(idx))
             })
@@ -1855,17 +1934,21 @@ mod tests {
         // 40,000 documents, several chunks. `low`: 3 values (a dictionary in every chunk);
         // `few`: 700 values (each chunk overflows its dictionary, the path keeps one);
         // `mid`: 4,200 values repeating in runs (counted, too many for a dictionary);
-        // `uniq`: a value per document (sorted pairs).
+        // `uniq`: a value per document (sorted pairs). `stamp` and `midp`: like `uniq` and
+        // `mid`, but every value starts with the same 20 bytes (sort keys are taken past
+        // them) and values of different lengths, some the prefix of others, follow.
         let n = 40_000u32;
         let mut text = String::new();
         for i in 0..n {
             let _ = writeln!(
                 text,
-                r#"{{"deviceId":"d{i}","tags":{{"low":{},"few":"v{:03}","mid":{},"uniq":"u{:07}"}}}}"#,
+                r#"{{"deviceId":"d{i}","tags":{{"low":{},"few":"v{:03}","mid":{},"uniq":"u{:07}","stamp":"2025-01-01T00:00:00.{}","midp":"2025-01-01T00:00:00.{}"}}}}"#,
                 i % 3,
                 (i * 7919) % 700,
                 (i / 8) % 4200,
-                (i * 104_729) % n
+                (i * 104_729) % n,
+                (i * 104_729) % n,
+                (i / 8) % 4200,
             );
         }
         let mut store = Store::new();
@@ -1887,6 +1970,8 @@ mod tests {
             ("few", true),
             ("mid", false),
             ("uniq", false),
+            ("stamp", false),
+            ("midp", false),
         ] {
             let p = devices.path(&[key("tags"), key(name)]).unwrap();
             let postings_dict = |d: bool| if d { "a dictionary" } else { "sorted ids" };
