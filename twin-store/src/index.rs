@@ -468,24 +468,27 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
     }
 
     /// The chunk's postings: a small dictionary of bitmaps, or the (value, document) pairs.
-    fn finish(self) -> ChunkPostings<V> {
+    /// Leaves the collector empty, its buffers kept for the walker's next chunk.
+    fn take(&mut self) -> ChunkPostings<V> {
         match self {
             Collect::Dict {
-                values, entries, ..
+                number,
+                values,
+                entries,
             } => {
                 // A counting sort by value number keeps each value's documents ascending.
                 let mut start = vec![0u32; values.len() + 1];
-                for &(v, _) in &entries {
+                for &(v, _) in entries.iter() {
                     start[v as usize + 1] += 1;
                 }
                 for i in 1..start.len() {
                     start[i] += start[i - 1];
                 }
                 let bounds = start.clone();
-                let docs = scatter(&entries, &mut start);
-                ChunkPostings::Dict(
+                let docs = scatter(entries, &mut start);
+                let dict = ChunkPostings::Dict(
                     values
-                        .into_iter()
+                        .drain(..)
                         .enumerate()
                         .map(|(i, k)| {
                             let list = &docs[bounds[i] as usize..bounds[i + 1] as usize];
@@ -494,9 +497,24 @@ impl<V: std::hash::Hash + Eq + Copy> Collect<V> {
                             (k, b)
                         })
                         .collect(),
-                )
+                );
+                number.clear();
+                entries.clear();
+                dict
             }
-            Collect::Pairs(p) => ChunkPostings::Pairs(p),
+            Collect::Pairs(p) => {
+                let pairs = std::mem::take(p);
+                *self = Collect::new();
+                ChunkPostings::Pairs(pairs)
+            }
+        }
+    }
+
+    /// Whether nothing was collected since the last [`Collect::take`].
+    fn is_empty(&self) -> bool {
+        match self {
+            Collect::Dict { entries, .. } => entries.is_empty(),
+            Collect::Pairs(p) => p.is_empty(),
         }
     }
 
@@ -550,21 +568,21 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
-    fn finish(self) -> ChunkSlot<'a> {
-        let [k0, k1, k2, k3, k4, k5] = self.kinds;
-        ChunkSlot {
-            kinds: [
-                bitmap_of(k0),
-                bitmap_of(k1),
-                bitmap_of(k2),
-                bitmap_of(k3),
-                bitmap_of(k4),
-                bitmap_of(k5),
-            ],
-            trues: bitmap_of(self.trues),
-            strings: self.strings.finish(),
-            numbers: self.numbers.finish(),
+    /// The chunk's postings at this path, or `None` if the chunk has none. Leaves the slot
+    /// empty, its buffers kept for the walker's next chunk.
+    fn take(&mut self) -> Option<ChunkSlot<'a>> {
+        if self.kinds.iter().all(Vec::is_empty)
+            && self.strings.is_empty()
+            && self.numbers.is_empty()
+        {
+            return None;
         }
+        Some(ChunkSlot {
+            kinds: self.kinds.each_mut().map(bitmap_of),
+            trues: bitmap_of(&mut self.trues),
+            strings: self.strings.take(),
+            numbers: self.numbers.take(),
+        })
     }
 
     fn new() -> Slot<'a> {
@@ -716,9 +734,12 @@ struct Merged<'a> {
     numbers: Vec<ChunkPostings<u64>>,
 }
 
-fn bitmap_of(mut v: Vec<u32>) -> RoaringBitmap {
+/// The bitmap of ascending ids `v` (repeats allowed); empties `v`, keeping its buffer.
+fn bitmap_of(v: &mut Vec<u32>) -> RoaringBitmap {
     v.dedup();
-    RoaringBitmap::from_sorted_iter(v).unwrap_or_default()
+    let b = RoaringBitmap::from_sorted_iter(v.iter().copied()).unwrap_or_default();
+    v.clear();
+    b
 }
 
 /// An order-preserving prefix of a value (see [`SortValue::sort_key`]). Values with equal keys
@@ -1003,6 +1024,8 @@ fn sorted_pairs<V: SortValue, O>(parts: Vec<ChunkPostings<V>>) -> Postings<O> {
 }
 
 const BUILD_CHUNK: usize = 8192;
+/// Chunks one walker goes through in a row.
+const WALK_RUN: usize = 4;
 
 impl CollectionIndex {
     /// Builds the indexes of one collection under `policy`, in parallel.
@@ -1018,17 +1041,23 @@ impl CollectionIndex {
         }
         let store = coll.store();
         let starts: Vec<usize> = (0..n).step_by(BUILD_CHUNK).collect();
+        // One walker goes through a run of consecutive chunks, keeping its path trie and the
+        // buffers it collects into (which each chunk leaves empty but allocated).
         let parts: Vec<Vec<(Box<[u32]>, ChunkSlot<'_>)>> = starts
-            .par_iter()
-            .map(|&s| {
+            .par_chunks(WALK_RUN)
+            .flat_map_iter(|run| {
                 let mut w = Walker::new(policy, store);
-                for id in s..(s + BUILD_CHUNK).min(n) {
-                    w.visit(id as u32, coll.doc(id as u32), 0);
-                }
-                w.slots
-                    .into_iter()
-                    .map(|(k, slot)| (k, slot.finish()))
-                    .collect()
+                run.iter()
+                    .map(|&s| {
+                        for id in s..(s + BUILD_CHUNK).min(n) {
+                            w.visit(id as u32, coll.doc(id as u32), 0);
+                        }
+                        w.slots
+                            .iter_mut()
+                            .filter_map(|(k, slot)| Some((k.clone(), slot.take()?)))
+                            .collect()
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         // Merge the chunks in order, so every list stays sorted by document id.
@@ -1939,10 +1968,18 @@ mod tests {
         // them) and values of different lengths, some the prefix of others, follow.
         let n = 40_000u32;
         let mut text = String::new();
+        // `sparse`: only in documents 9,000–9,999 and 30,000–30,049 (chunks without it
+        // follow chunks with it on one walker).
+        let sparse = |i: u32| (9_000..10_000).contains(&i) || (30_000..30_050).contains(&i);
         for i in 0..n {
+            let sp = if sparse(i) {
+                format!(r#""sparse":"s{}","#, i % 7)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 text,
-                r#"{{"deviceId":"d{i}","tags":{{"low":{},"few":"v{:03}","mid":{},"uniq":"u{:07}","stamp":"2025-01-01T00:00:00.{}","midp":"2025-01-01T00:00:00.{}"}}}}"#,
+                r#"{{"deviceId":"d{i}","tags":{{{sp}"low":{},"few":"v{:03}","mid":{},"uniq":"u{:07}","stamp":"2025-01-01T00:00:00.{}","midp":"2025-01-01T00:00:00.{}"}}}}"#,
                 i % 3,
                 (i * 7919) % 700,
                 (i / 8) % 4200,
@@ -2009,5 +2046,18 @@ mod tests {
                 "{name}: postings not in (value, id) order"
             );
         }
+        let p = devices.path(&[key("tags"), key("sparse")]).unwrap();
+        let expected: RoaringBitmap = (0..n).filter(|&i| sparse(i)).collect();
+        assert_eq!(p.defined, expected, "sparse: defined");
+        let Postings::Dict(d) = &p.strings else {
+            panic!("sparse: a dictionary expected");
+        };
+        for (v, docs) in d {
+            let want: RoaringBitmap = (0..n)
+                .filter(|&i| sparse(i) && format!("s{}", i % 7) == **v)
+                .collect();
+            assert_eq!(docs, &want, "sparse: documents of {v}");
+        }
+        assert_eq!(d.len(), 7, "sparse: values");
     }
 }
