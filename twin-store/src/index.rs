@@ -1060,28 +1060,31 @@ impl CollectionIndex {
                     .collect::<Vec<_>>()
             })
             .collect();
-        // Merge the chunks in order, so every list stays sorted by document id.
-        let mut merged: HashMap<Box<[u32]>, Merged<'_>> = HashMap::new();
+        // Gather each path's slots in chunk order (so every list stays sorted by document
+        // id); the paths are then merged on all cores.
+        let mut merged: HashMap<Box<[u32]>, Vec<ChunkSlot<'_>>> = HashMap::new();
         for part in parts {
             for (k, v) in part {
-                let m = merged.entry(k).or_insert_with(|| Merged {
-                    kinds: Default::default(),
-                    trues: RoaringBitmap::new(),
-                    strings: Vec::new(),
-                    numbers: Vec::new(),
-                });
-                for (a, b) in m.kinds.iter_mut().zip(v.kinds) {
-                    *a |= b;
-                }
-                m.trues |= v.trues;
-                m.strings.push(v.strings);
-                m.numbers.push(v.numbers);
+                merged.entry(k).or_default().push(v);
             }
         }
-        let merged: Vec<(Box<[u32]>, Merged<'_>)> = merged.into_iter().collect();
+        let merged: Vec<(Box<[u32]>, Vec<ChunkSlot<'_>>)> = merged.into_iter().collect();
         let paths: HashMap<Box<[u32]>, LazyPath> = merged
             .into_par_iter()
-            .map(|(keys, m)| {
+            .map(|(keys, slots)| {
+                let mut m = Merged {
+                    kinds: Default::default(),
+                    trues: slots.iter().map(|s| &s.trues).union(),
+                    strings: Vec::with_capacity(slots.len()),
+                    numbers: Vec::with_capacity(slots.len()),
+                };
+                for (i, k) in m.kinds.iter_mut().enumerate() {
+                    *k = slots.iter().map(|s| &s.kinds[i]).union();
+                }
+                for s in slots {
+                    m.strings.push(s.strings);
+                    m.numbers.push(s.numbers);
+                }
                 let defined = m.kinds.iter().union();
                 let idx = PathIndex {
                     keys: keys.clone(),
