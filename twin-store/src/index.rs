@@ -1025,7 +1025,7 @@ fn sorted_pairs<V: SortValue, O>(parts: Vec<ChunkPostings<V>>) -> Postings<O> {
 
 const BUILD_CHUNK: usize = 8192;
 /// Chunks one walker goes through in a row.
-const WALK_RUN: usize = 4;
+const WALK_RUN: usize = 2;
 
 impl CollectionIndex {
     /// Builds the indexes of one collection under `policy`, in parallel.
@@ -1971,9 +1971,9 @@ mod tests {
         // them) and values of different lengths, some the prefix of others, follow.
         let n = 40_000u32;
         let mut text = String::new();
-        // `sparse`: only in documents 9,000–9,999 and 30,000–30,049 (chunks without it
-        // follow chunks with it on one walker).
-        let sparse = |i: u32| (9_000..10_000).contains(&i) || (30_000..30_050).contains(&i);
+        // `sparse`: only in documents 1,000–1,999 and 17,000–17,049 (in the first chunk of
+        // a walker's run, not in the second).
+        let sparse = |i: u32| (1_000..2_000).contains(&i) || (17_000..17_050).contains(&i);
         for i in 0..n {
             let sp = if sparse(i) {
                 format!(r#""sparse":"s{}","#, i % 7)
