@@ -558,10 +558,47 @@ struct ChunkSlot<'a> {
     numbers: ChunkPostings<u64>,
 }
 
+/// A set of the documents of one chunk of [`BUILD_CHUNK`] (whose first document is a multiple
+/// of 8): a bit per document, allocated on first use, emptied by [`ChunkBits::take`].
+#[derive(Default)]
+struct ChunkBits {
+    bytes: Vec<u8>,
+    any: bool,
+}
+
+impl ChunkBits {
+    /// Adds the chunk's `local`-th document.
+    #[inline]
+    fn set(&mut self, local: usize) {
+        if self.bytes.is_empty() {
+            self.bytes = vec![0; BUILD_CHUNK / 8];
+        }
+        if let Some(b) = self.bytes.get_mut(local >> 3) {
+            *b |= 1 << (local & 7);
+            self.any = true;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    /// The documents added since the last call, for a chunk starting at document `base`.
+    fn take(&mut self, base: u32) -> RoaringBitmap {
+        if !self.any {
+            return RoaringBitmap::new();
+        }
+        let b = RoaringBitmap::from_lsb0_bytes(base, &self.bytes);
+        self.bytes.fill(0);
+        self.any = false;
+        b
+    }
+}
+
 /// Everything collected for one path in one chunk.
 struct Slot<'a> {
-    kinds: [Vec<u32>; KINDS],
-    trues: Vec<u32>,
+    kinds: [ChunkBits; KINDS],
+    trues: ChunkBits,
     strings: Collect<&'a str>,
     /// Numbers by their bits (with -0 folded into 0).
     numbers: Collect<u64>,
@@ -570,16 +607,16 @@ struct Slot<'a> {
 impl<'a> Slot<'a> {
     /// The chunk's postings at this path, or `None` if the chunk has none. Leaves the slot
     /// empty, its buffers kept for the walker's next chunk.
-    fn take(&mut self) -> Option<ChunkSlot<'a>> {
-        if self.kinds.iter().all(Vec::is_empty)
+    fn take(&mut self, base: u32) -> Option<ChunkSlot<'a>> {
+        if self.kinds.iter().all(ChunkBits::is_empty)
             && self.strings.is_empty()
             && self.numbers.is_empty()
         {
             return None;
         }
         Some(ChunkSlot {
-            kinds: self.kinds.each_mut().map(bitmap_of),
-            trues: bitmap_of(&mut self.trues),
+            kinds: self.kinds.each_mut().map(|k| k.take(base)),
+            trues: self.trues.take(base),
             strings: self.strings.take(),
             numbers: self.numbers.take(),
         })
@@ -588,7 +625,7 @@ impl<'a> Slot<'a> {
     fn new() -> Slot<'a> {
         Slot {
             kinds: Default::default(),
-            trues: Vec::new(),
+            trues: ChunkBits::default(),
             strings: Collect::new(),
             numbers: Collect::new(),
         }
@@ -624,6 +661,8 @@ struct Walker<'p, 'a> {
     nodes: Vec<TrieNode>,
     slots: Vec<(Box<[u32]>, Slot<'a>)>,
     ids: Vec<u32>,
+    /// The first document of the chunk being walked.
+    base: u32,
     /// Key ids met so far in the object being visited at each depth.
     seen: Vec<Vec<u32>>,
 }
@@ -636,6 +675,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             nodes: vec![TrieNode::new(false, true, u32::MAX)],
             slots: Vec::new(),
             ids: Vec::new(),
+            base: 0,
             seen: Vec::new(),
         }
     }
@@ -706,9 +746,10 @@ impl<'p, 'a> Walker<'p, 'a> {
             let kind = child.kind();
             if covered {
                 let s = &mut self.slots[slot as usize].1;
-                s.kinds[kind_slot(kind)].push(doc);
+                let local = (doc - self.base) as usize;
+                s.kinds[kind_slot(kind)].set(local);
                 match kind {
-                    Kind::Bool if child.as_bool() == Some(true) => s.trues.push(doc),
+                    Kind::Bool if child.as_bool() == Some(true) => s.trues.set(local),
                     Kind::String => s.strings.push(child.as_str().unwrap_or(""), doc),
                     Kind::Number => {
                         let v = child.as_f64().unwrap_or(f64::NAN);
@@ -732,14 +773,6 @@ struct Merged<'a> {
     trues: RoaringBitmap,
     strings: Vec<ChunkPostings<&'a str>>,
     numbers: Vec<ChunkPostings<u64>>,
-}
-
-/// The bitmap of ascending ids `v` (repeats allowed); empties `v`, keeping its buffer.
-fn bitmap_of(v: &mut Vec<u32>) -> RoaringBitmap {
-    v.dedup();
-    let b = RoaringBitmap::from_sorted_iter(v.iter().copied()).unwrap_or_default();
-    v.clear();
-    b
 }
 
 /// An order-preserving prefix of a value (see [`SortValue::sort_key`]). Values with equal keys
@@ -1049,12 +1082,13 @@ impl CollectionIndex {
                 let mut w = Walker::new(policy, store);
                 run.iter()
                     .map(|&s| {
+                        w.base = s as u32;
                         for id in s..(s + BUILD_CHUNK).min(n) {
                             w.visit(id as u32, coll.doc(id as u32), 0);
                         }
                         w.slots
                             .iter_mut()
-                            .filter_map(|(k, slot)| Some((k.clone(), slot.take()?)))
+                            .filter_map(|(k, slot)| Some((k.clone(), slot.take(s as u32)?)))
                             .collect()
                     })
                     .collect::<Vec<_>>()
