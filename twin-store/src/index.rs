@@ -2005,9 +2005,13 @@ mod tests {
         // them) and values of different lengths, some the prefix of others, follow.
         let n = 40_000u32;
         let mut text = String::new();
-        // `sparse`: only in documents 1,000–1,999 and 17,000–17,049 (in the first chunk of
-        // a walker's run, not in the second).
-        let sparse = |i: u32| (1_000..2_000).contains(&i) || (17_000..17_050).contains(&i);
+        // `sparse`: only in documents 1,000–1,999, 12,000–12,049 and 17,000–17,049 (in both
+        // chunks of a walker's run at other places, then in the first chunk only).
+        let sparse = |i: u32| {
+            (1_000..2_000).contains(&i)
+                || (12_000..12_050).contains(&i)
+                || (17_000..17_050).contains(&i)
+        };
         for i in 0..n {
             let sp = if sparse(i) {
                 format!(r#""sparse":"s{}","#, i % 7)
