@@ -287,8 +287,9 @@ impl Database {
         // taken to find the current version and, after, to store the result if that version
         // (and the base) is still current (else the write is redone on the newer one).
         let (mut w, base, doc_id, applied, packed) = loop {
-            let (base, doc_id, held) = {
+            let (base, doc_id, held, seq) = {
                 let w = self.lock_writer();
+                let seq = w.overlay.seq();
                 let base = w.base.clone();
                 let coll = base.store.collection(kind);
                 let live = w.overlay.coll(kind);
@@ -297,7 +298,7 @@ impl Database {
                     .ok_or_else(|| id.not_found())?;
                 let held = live.held(doc_id);
                 drop(w);
-                (base, doc_id, held)
+                (base, doc_id, held, seq)
             };
             let coll = base.store.collection(kind);
             let applied = match &held {
@@ -314,13 +315,16 @@ impl Database {
             let packed = Packed::pack(&applied.twin);
             let w = self.lock_writer();
             let live = w.overlay.coll(kind);
+            // Every change of the overlay counts in its sequence number and every new
+            // overlay comes with a new base: with both as they were, nothing changed.
             let current = Arc::ptr_eq(&w.base, &base)
-                && live.find(coll, &id.device_id, id.module_id.as_deref()) == Some(doc_id)
-                && match (&held, live.held(doc_id)) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, &b),
-                    (None, None) => true,
-                    _ => false,
-                };
+                && (w.overlay.seq() == seq
+                    || live.find(coll, &id.device_id, id.module_id.as_deref()) == Some(doc_id)
+                        && match (&held, live.held(doc_id)) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, &b),
+                            (None, None) => true,
+                            _ => false,
+                        });
             if current {
                 break (w, base, doc_id, applied, packed);
             }
