@@ -767,14 +767,6 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 }
 
-/// One path's slots from every chunk, in chunk order.
-struct Merged<'a> {
-    kinds: [RoaringBitmap; KINDS],
-    trues: RoaringBitmap,
-    strings: Vec<ChunkPostings<&'a str>>,
-    numbers: Vec<ChunkPostings<u64>>,
-}
-
 /// An order-preserving prefix of a value (see [`SortValue::sort_key`]). Values with equal keys
 /// are compared in full.
 type SortKey = u128;
@@ -834,14 +826,14 @@ fn common_prefix<V: SortValue>(values: &[V]) -> usize {
     let Some(first) = values.first() else {
         return 0;
     };
-    let mut n = usize::MAX;
+    let mut n = first.shared_prefix(first);
     for v in values {
         if n == 0 {
             break;
         }
         n = n.min(first.shared_prefix(v));
     }
-    n.min(first.shared_prefix(first))
+    n
 }
 
 /// Builds the postings of one kind from the chunks' postings.
@@ -998,49 +990,45 @@ struct SortEntry {
 /// first (taken past the bytes every value shares, so timestamps of one minute still differ
 /// in it), so most comparisons are integer comparisons, not string comparisons in the tape.
 fn sorted_pairs<V: SortValue, O>(parts: Vec<ChunkPostings<V>>) -> Postings<O> {
+    let total = parts
+        .iter()
+        .map(|p| match p {
+            ChunkPostings::Dict(d) => d.iter().map(|(_, b)| b.len() as usize).sum(),
+            ChunkPostings::Pairs(p) => p.len(),
+        })
+        .sum();
+    // The entries first, keys once every value (and so their shared prefix) is known.
     let mut values: Vec<V> = Vec::new();
-    let mut total = 0usize;
-    for p in &parts {
+    let mut pairs: Vec<SortEntry> = Vec::with_capacity(total);
+    let mut add = |value: V, docs: &mut dyn Iterator<Item = u32>| {
+        let v = values.len() as u32;
+        values.push(value);
+        pairs.extend(docs.map(|doc| SortEntry {
+            hi: 0,
+            lo: 0,
+            doc,
+            value: v,
+        }));
+    };
+    for p in parts {
         match p {
             ChunkPostings::Dict(d) => {
-                values.extend(d.iter().map(|(k, _)| *k));
-                total += d.iter().map(|(_, b)| b.len() as usize).sum::<usize>();
+                for (k, b) in d {
+                    add(k, &mut b.iter());
+                }
             }
             ChunkPostings::Pairs(p) => {
-                values.extend(p.iter().map(|(k, _)| *k));
-                total += p.len();
+                for (k, x) in p {
+                    add(k, &mut std::iter::once(x));
+                }
             }
         }
     }
     let skip = common_prefix(&values);
-    let mut pairs: Vec<SortEntry> = Vec::with_capacity(total);
-    let mut v = 0u32;
-    let entry = |value: u32, doc: u32| {
-        let key = values[value as usize].sort_key(skip);
-        SortEntry {
-            hi: (key >> 64) as u64,
-            lo: key as u64,
-            doc,
-            value,
-        }
-    };
-    for p in &parts {
-        match p {
-            ChunkPostings::Dict(d) => {
-                for (_, b) in d {
-                    pairs.extend(b.iter().map(|x| entry(v, x)));
-                    v += 1;
-                }
-            }
-            ChunkPostings::Pairs(p) => {
-                for &(_, x) in p {
-                    pairs.push(entry(v, x));
-                    v += 1;
-                }
-            }
-        }
+    for e in &mut pairs {
+        let key = values[e.value as usize].sort_key(skip);
+        (e.hi, e.lo) = ((key >> 64) as u64, key as u64);
     }
-    drop(parts);
     pairs.par_sort_unstable_by(|a, b| {
         (a.hi, a.lo)
             .cmp(&(b.hi, b.lo))
@@ -1106,27 +1094,18 @@ impl CollectionIndex {
         let paths: HashMap<Box<[u32]>, LazyPath> = merged
             .into_par_iter()
             .map(|(keys, slots)| {
-                let mut m = Merged {
-                    kinds: Default::default(),
-                    trues: slots.iter().map(|s| &s.trues).union(),
-                    strings: Vec::with_capacity(slots.len()),
-                    numbers: Vec::with_capacity(slots.len()),
-                };
-                for (i, k) in m.kinds.iter_mut().enumerate() {
-                    *k = slots.iter().map(|s| &s.kinds[i]).union();
-                }
-                for s in slots {
-                    m.strings.push(s.strings);
-                    m.numbers.push(s.numbers);
-                }
-                let defined = m.kinds.iter().union();
+                let kinds: [RoaringBitmap; KINDS] =
+                    std::array::from_fn(|i| slots.iter().map(|s| &s.kinds[i]).union());
+                let trues = slots.iter().map(|s| &s.trues).union();
+                let (strings, numbers): (Vec<_>, Vec<_>) =
+                    slots.into_iter().map(|s| (s.strings, s.numbers)).unzip();
                 let idx = PathIndex {
                     keys: keys.clone(),
-                    defined,
-                    kinds: m.kinds,
-                    trues: m.trues,
-                    strings: postings(m.strings, |v| v.into()),
-                    numbers: postings(m.numbers, f64::from_bits),
+                    defined: kinds.iter().union(),
+                    kinds,
+                    trues,
+                    strings: postings(strings, |v| v.into()),
+                    numbers: postings(numbers, f64::from_bits),
                 };
                 (keys, LazyPath::ready(idx))
             })

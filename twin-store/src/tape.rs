@@ -207,10 +207,7 @@ pub(crate) fn check_tape(
     // In a chunk marked plain, no string may hold a byte JSON output escapes (the renderer
     // copies them as they are).
     let check_plain = |p: usize, start: usize, end: usize| -> Result<(), (usize, String)> {
-        if plain
-            && t.get(start..end)
-                .is_some_and(|s| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'))
-        {
+        if plain && t.get(start..end).is_some_and(needs_escape) {
             return Err((p, "a string needs escaping in a chunk marked plain".into()));
         }
         Ok(())
@@ -800,6 +797,18 @@ fn write_scalar(chunk: &Chunk, t: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
             pos + 1
         }
     }
+}
+
+/// Whether any byte of `s` is one JSON must escape.
+fn needs_escape(s: &[u8]) -> bool {
+    let word_has = |c: &[u8]| {
+        // Padded with spaces, which need no escape.
+        let mut w = [b' '; 8];
+        w[..c.len()].copy_from_slice(c);
+        json_escape_mask(u64::from_le_bytes(w)) != 0
+    };
+    let mut words = s.chunks_exact(8);
+    words.by_ref().any(word_has) || word_has(words.remainder())
 }
 
 /// The index of the first byte JSON must escape among the first `len` (at most 32) bytes of
