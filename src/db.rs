@@ -743,6 +743,23 @@ impl Snapshot {
         Some(self.alive[kind as usize].get_or_init(|| live.alive().bitmap().into_owned()))
     }
 
+    /// The row count of a plan that returns one row per matching document, read off the
+    /// postings as a range's length when the filter is one indexed comparison or prefix and
+    /// nothing was written to the collection (see [`Lookup::count`]); no set of documents
+    /// is built.
+    fn count_from_postings(&self, plan: &Plan) -> Option<u64> {
+        if matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. }) {
+            return None;
+        }
+        let kind = kind_of(plan.collection);
+        if !self.overlay.coll(kind).is_pristine() {
+            return None;
+        }
+        let coll = self.base.store.collection(kind);
+        let lookup = Lookup::new(self.base.index.as_ref()?, coll)?;
+        lookup.count(plan.filter.as_ref()?)
+    }
+
     /// Chooses how to reach the documents of `plan`: an index lookup when the indexes can
     /// narrow the filter down, else a full scan.
     pub fn access(&self, plan: &Plan) -> Access {
@@ -1053,6 +1070,9 @@ impl Snapshot {
     /// Counts the rows of a planned query without building them.
     pub fn count_plan(&self, plan: &Plan, parallel: bool) -> u64 {
         let kind = kind_of(plan.collection);
+        if let Some(n) = self.count_from_postings(plan) {
+            return plan.top.map_or(n, |t| n.min(t));
+        }
         let access = self.access(plan);
         let cands = self.candidates(plan, &access);
         match access {

@@ -1394,27 +1394,48 @@ impl<'i, 's> Lookup<'i, 's> {
             .unwrap_or(f64::NAN)
     }
 
-    /// Documents holding a string `v` at or above `lo` with `end(v)`: `end` is monotone
-    /// (true then false over the value order), so this is one contiguous range.
+    /// Where the base postings of `pi` hold a string `v` at or above `lo` with `end(v)`:
+    /// `end` is monotone (true then false over the value order), so this is one contiguous
+    /// range of the dictionary or of the sorted array.
+    fn str_range(&self, pi: &PathIndex, lo: Bound<&str>, end: impl Fn(&str) -> bool) -> Range {
+        let start = |v: &str| below(v, lo);
+        match &pi.strings {
+            Postings::Dict(d) => {
+                let a = d.partition_point(|(v, _)| start(v));
+                a..d.partition_point(|(v, _)| end(v)).max(a)
+            }
+            Postings::Sorted { ids, .. } => {
+                let a = ids.partition_point(|&x| start(self.value_str(pi, x)));
+                a..ids.partition_point(|&x| end(self.value_str(pi, x))).max(a)
+            }
+        }
+    }
+
+    /// As [`Self::str_range`], for numbers.
+    fn num_range(&self, pi: &PathIndex, lo: Bound<f64>, end: impl Fn(f64) -> bool) -> Range {
+        let start = |v: f64| below(&v, lo.as_ref());
+        match &pi.numbers {
+            Postings::Dict(d) => {
+                let a = d.partition_point(|(v, _)| start(*v));
+                a..d.partition_point(|(v, _)| end(*v)).max(a)
+            }
+            Postings::Sorted { ids, .. } => {
+                let a = ids.partition_point(|&x| start(self.value_num(pi, x)));
+                a..ids.partition_point(|&x| end(self.value_num(pi, x))).max(a)
+            }
+        }
+    }
+
+    /// Documents holding a string `v` at or above `lo` with `end(v)` (see [`Self::str_range`]).
     fn str_select(
         &self,
         leaf: Leaf<'i>,
         lo: Bound<&str>,
         end: impl Fn(&str) -> bool,
     ) -> RoaringBitmap {
-        let start = |v: &str| below(v, lo);
-        let base = leaf.base.map(|pi| match &pi.strings {
-            Postings::Dict(d) => {
-                let a = d.partition_point(|(v, _)| start(v));
-                let b = d.partition_point(|(v, _)| end(v)).max(a);
-                d[a..b].iter().map(|(_, b)| b).union()
-            }
-            Postings::Sorted { ids, blocks } => {
-                let a = ids.partition_point(|&x| start(self.value_str(pi, x)));
-                let b = ids.partition_point(|&x| end(self.value_str(pi, x))).max(a);
-                sorted_range(ids, blocks, a, b)
-            }
-        });
+        let base = leaf
+            .base
+            .map(|pi| range_set(&pi.strings, self.str_range(pi, lo, &end)));
         let delta = leaf.delta.map(|dp| {
             let from: Bound<Arc<str>> = match lo {
                 Bound::Included(x) => Bound::Included(x.into()),
@@ -1437,19 +1458,9 @@ impl<'i, 's> Lookup<'i, 's> {
         lo: Bound<f64>,
         end: impl Fn(f64) -> bool,
     ) -> RoaringBitmap {
-        let start = |v: f64| below(&v, lo.as_ref());
-        let base = leaf.base.map(|pi| match &pi.numbers {
-            Postings::Dict(d) => {
-                let a = d.partition_point(|(v, _)| start(*v));
-                let b = d.partition_point(|(v, _)| end(*v)).max(a);
-                d[a..b].iter().map(|(_, b)| b).union()
-            }
-            Postings::Sorted { ids, blocks } => {
-                let a = ids.partition_point(|&x| start(self.value_num(pi, x)));
-                let b = ids.partition_point(|&x| end(self.value_num(pi, x))).max(a);
-                sorted_range(ids, blocks, a, b)
-            }
-        });
+        let base = leaf
+            .base
+            .map(|pi| range_set(&pi.numbers, self.num_range(pi, lo, &end)));
         let delta = leaf.delta.map(|dp| {
             dp.numbers
                 .range((lo.map(OrderedFloat), Bound::Unbounded))
@@ -1458,6 +1469,71 @@ impl<'i, 's> Lookup<'i, 's> {
                 .union()
         });
         combine(leaf, base, delta)
+    }
+
+    /// How many documents make `e` true, when that is the length of one range of the
+    /// postings: `e` compares an indexed path with a string or a number (`=`, `<`, `<=`, `>`,
+    /// `>=`, either side) or is `STARTSWITH` of one, and the index has no writes to account
+    /// for. `None` otherwise (then [`Lookup::answer`] gives the documents to count).
+    ///
+    /// A path has one value per document, so the entries of a range are as many documents;
+    /// no set of documents is built.
+    pub fn count(&self, e: &CExpr) -> Option<u64> {
+        if self.delta.is_some() {
+            return None;
+        }
+        let (p, op, c) = match e {
+            CExpr::Compare(op, a, b) => match (&**a, &**b) {
+                (CExpr::Path(p), CExpr::Const(c)) => (p, Some(*op), c),
+                (CExpr::Const(c), CExpr::Path(p)) => (p, Some(op.flip()), c),
+                _ => return None,
+            },
+            CExpr::Call(Func::StartsWith, args) => match args.as_slice() {
+                [CExpr::Path(p), CExpr::Const(c @ Const::String(_))] => (p, None, c),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let pi = match self.resolve(p) {
+            Resolved::Indexed(leaf) => leaf.base?,
+            Resolved::Nowhere => return Some(0),
+            Resolved::Unindexed => return None,
+        };
+        match (op, c) {
+            (None, Const::String(prefix)) => {
+                let prefix: &str = prefix;
+                let r = self.str_range(pi, Bound::Included(prefix), |v| {
+                    v < prefix || v.starts_with(prefix)
+                });
+                Some(range_len(&pi.strings, r))
+            }
+            (Some(op), Const::String(s)) => {
+                let s: &str = s;
+                let r = match op {
+                    CompareOp::Eq => self.str_range(pi, Bound::Included(s), |v| v <= s),
+                    CompareOp::Lt => self.str_range(pi, Bound::Unbounded, |v| v < s),
+                    CompareOp::Le => self.str_range(pi, Bound::Unbounded, |v| v <= s),
+                    CompareOp::Gt => self.str_range(pi, Bound::Excluded(s), |_| true),
+                    CompareOp::Ge => self.str_range(pi, Bound::Included(s), |_| true),
+                    CompareOp::Ne => return None,
+                };
+                Some(range_len(&pi.strings, r))
+            }
+            (Some(op), Const::Number(x)) if !x.is_nan() => {
+                // -0 is stored as 0.
+                let x = if *x == 0.0 { 0.0 } else { *x };
+                let r = match op {
+                    CompareOp::Eq => self.num_range(pi, Bound::Included(x), |v| v <= x),
+                    CompareOp::Lt => self.num_range(pi, Bound::Unbounded, |v| v < x),
+                    CompareOp::Le => self.num_range(pi, Bound::Unbounded, |v| v <= x),
+                    CompareOp::Gt => self.num_range(pi, Bound::Excluded(x), |_| true),
+                    CompareOp::Ge => self.num_range(pi, Bound::Included(x), |_| true),
+                    CompareOp::Ne => return None,
+                };
+                Some(range_len(&pi.numbers, r))
+            }
+            _ => None,
+        }
     }
 
     /// Documents where the path equals the constant (true set) and where it has the
@@ -1877,6 +1953,25 @@ fn combine(
         out |= d;
     }
     out
+}
+
+/// A range of a path's postings: of the dictionary's values, or of the sorted array.
+type Range = std::ops::Range<usize>;
+
+/// The documents of a range of postings.
+fn range_set<V>(p: &Postings<V>, r: Range) -> RoaringBitmap {
+    match p {
+        Postings::Dict(d) => d[r].iter().map(|(_, b)| b).union(),
+        Postings::Sorted { ids, blocks } => sorted_range(ids, blocks, r.start, r.end),
+    }
+}
+
+/// How many documents a range of postings holds.
+fn range_len<V>(p: &Postings<V>, r: Range) -> u64 {
+    match p {
+        Postings::Dict(d) => d[r].iter().map(|(_, b)| b.len()).sum(),
+        Postings::Sorted { .. } => r.len() as u64,
+    }
 }
 
 #[cfg(test)]
