@@ -1473,8 +1473,9 @@ impl<'i, 's> Lookup<'i, 's> {
 
     /// How many documents make `e` true, when that is the length of one range of the
     /// postings: `e` compares an indexed path with a string or a number (`=`, `<`, `<=`, `>`,
-    /// `>=`, either side) or is `STARTSWITH` of one, and the index has no writes to account
-    /// for. `None` otherwise (then [`Lookup::answer`] gives the documents to count).
+    /// `>=`, either side), is an `AND` of such comparisons of one path, or is `STARTSWITH` of
+    /// one, and the index has no writes to account for. `None` otherwise (then
+    /// [`Lookup::answer`] gives the documents to count).
     ///
     /// A path has one value per document, so the entries of a range are as many documents;
     /// no set of documents is built.
@@ -1482,57 +1483,80 @@ impl<'i, 's> Lookup<'i, 's> {
         if self.delta.is_some() {
             return None;
         }
-        let (p, op, c) = match e {
-            CExpr::Compare(op, a, b) => match (&**a, &**b) {
-                (CExpr::Path(p), CExpr::Const(c)) => (p, Some(*op), c),
-                (CExpr::Const(c), CExpr::Path(p)) => (p, Some(op.flip()), c),
-                _ => return None,
-            },
+        let (p, span) = match e {
             CExpr::Call(Func::StartsWith, args) => match args.as_slice() {
-                [CExpr::Path(p), CExpr::Const(c @ Const::String(_))] => (p, None, c),
+                [CExpr::Path(p), CExpr::Const(Const::String(prefix))] => {
+                    let pi = match self.resolve(p) {
+                        Resolved::Indexed(leaf) => leaf.base?,
+                        Resolved::Nowhere => return Some(0),
+                        Resolved::Unindexed => return None,
+                    };
+                    let prefix: &str = prefix;
+                    let r = self.str_range(pi, Bound::Included(prefix), |v| {
+                        v < prefix || v.starts_with(prefix)
+                    });
+                    return Some(range_len(&pi.strings, r));
+                }
                 _ => return None,
             },
-            _ => return None,
+            CExpr::And(items) => match merge_spans(items).as_slice() {
+                [Part::Span(p, span)] => (*p, *span),
+                _ => return None,
+            },
+            e => span_of(e)?,
         };
         let pi = match self.resolve(p) {
             Resolved::Indexed(leaf) => leaf.base?,
             Resolved::Nowhere => return Some(0),
             Resolved::Unindexed => return None,
         };
-        match (op, c) {
-            (None, Const::String(prefix)) => {
-                let prefix: &str = prefix;
-                let r = self.str_range(pi, Bound::Included(prefix), |v| {
-                    v < prefix || v.starts_with(prefix)
-                });
-                Some(range_len(&pi.strings, r))
+        Some(match span {
+            Span::Num { lo, hi } => range_len(
+                &pi.numbers,
+                self.num_range(pi, lo, |v| within(&v, hi.as_ref())),
+            ),
+            Span::Str { lo, hi } => {
+                range_len(&pi.strings, self.str_range(pi, lo, |v| within(v, hi)))
             }
-            (Some(op), Const::String(s)) => {
-                let s: &str = s;
-                let r = match op {
-                    CompareOp::Eq => self.str_range(pi, Bound::Included(s), |v| v <= s),
-                    CompareOp::Lt => self.str_range(pi, Bound::Unbounded, |v| v < s),
-                    CompareOp::Le => self.str_range(pi, Bound::Unbounded, |v| v <= s),
-                    CompareOp::Gt => self.str_range(pi, Bound::Excluded(s), |_| true),
-                    CompareOp::Ge => self.str_range(pi, Bound::Included(s), |_| true),
-                    CompareOp::Ne => return None,
-                };
-                Some(range_len(&pi.strings, r))
+        })
+    }
+
+    /// The documents whose value at `p` lies in `span` (and, when `need_f`, those holding
+    /// another value of its type).
+    fn span_answer(&self, p: &CPath, span: Span<'_>, need_f: bool) -> Answer {
+        self.path_answer(p, |leaf| {
+            let (t, kind) = match span {
+                Span::Num { lo, hi } => (
+                    self.num_select(leaf, lo, |v| within(&v, hi.as_ref())),
+                    Kind::Number,
+                ),
+                Span::Str { lo, hi } => {
+                    (self.str_select(leaf, lo, |v| within(v, hi)), Kind::String)
+                }
+            };
+            let f = if need_f {
+                &*leaf.kind(kind_slot(kind)) - &t
+            } else {
+                RoaringBitmap::new()
+            };
+            Answer::Exact { t, f }
+        })
+        .unwrap_or_else(Self::nothing)
+    }
+
+    fn part_answer(&self, part: &Part<'_>, need_f: bool) -> Answer {
+        match part {
+            Part::Expr(e) => self.eval(e, need_f),
+            Part::Span(p, span) => self.span_answer(p, *span, need_f),
+        }
+    }
+
+    fn part_is_expensive(&self, part: &Part<'_>) -> bool {
+        match part {
+            Part::Expr(e) => self.is_expensive(e),
+            Part::Span(p, _) => {
+                matches!(self.resolve(p), Resolved::Indexed(leaf) if leaf.sorted_base())
             }
-            (Some(op), Const::Number(x)) if !x.is_nan() => {
-                // -0 is stored as 0.
-                let x = if *x == 0.0 { 0.0 } else { *x };
-                let r = match op {
-                    CompareOp::Eq => self.num_range(pi, Bound::Included(x), |v| v <= x),
-                    CompareOp::Lt => self.num_range(pi, Bound::Unbounded, |v| v < x),
-                    CompareOp::Le => self.num_range(pi, Bound::Unbounded, |v| v <= x),
-                    CompareOp::Gt => self.num_range(pi, Bound::Excluded(x), |_| true),
-                    CompareOp::Ge => self.num_range(pi, Bound::Included(x), |_| true),
-                    CompareOp::Ne => return None,
-                };
-                Some(range_len(&pi.numbers, r))
-            }
-            _ => None,
         }
     }
 
@@ -1675,13 +1699,15 @@ impl<'i, 's> Lookup<'i, 's> {
                 .unwrap_or_else(Self::nothing),
             CExpr::Not(x) => self.eval(x, true).not(),
             CExpr::And(items) => {
+                // Comparisons of one path with constants of one type make one range.
+                let items = merge_spans(items);
                 if self.prefer_residual {
-                    let (expensive, cheap): (Vec<&CExpr>, Vec<&CExpr>) =
-                        items.iter().partition(|i| self.is_expensive(i));
+                    let (expensive, cheap): (Vec<&Part<'_>>, Vec<&Part<'_>>) =
+                        items.iter().partition(|i| self.part_is_expensive(i));
                     if !expensive.is_empty() && !cheap.is_empty() {
                         let mut c: Option<RoaringBitmap> = None;
                         for item in cheap {
-                            if let Some(s) = self.eval(item, false).candidates() {
+                            if let Some(s) = self.part_answer(item, false).candidates() {
                                 c = Some(match c {
                                     None => s.clone(),
                                     Some(c) => c & s,
@@ -1693,7 +1719,8 @@ impl<'i, 's> Lookup<'i, 's> {
                         }
                     }
                 }
-                let answers: Vec<Answer> = items.iter().map(|i| self.eval(i, need_f)).collect();
+                let answers: Vec<Answer> =
+                    items.iter().map(|i| self.part_answer(i, need_f)).collect();
                 let all_exact = answers.iter().all(|a| matches!(a, Answer::Exact { .. }));
                 if all_exact {
                     let mut t: Option<RoaringBitmap> = None;
@@ -1953,6 +1980,153 @@ fn combine(
         out |= d;
     }
     out
+}
+
+/// Bounds on the values of one type at a path: what comparisons of the path with constants
+/// (`=`, `<`, `<=`, `>`, `>=`) say, alone or met in an `AND`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Span<'e> {
+    Num {
+        lo: Bound<f64>,
+        hi: Bound<f64>,
+    },
+    Str {
+        lo: Bound<&'e str>,
+        hi: Bound<&'e str>,
+    },
+}
+
+/// A conjunct of an `AND` as the index answers it: as written, or met with the other
+/// comparisons of its path into one range.
+#[derive(Debug)]
+enum Part<'e> {
+    Expr(&'e CExpr),
+    Span(&'e CPath, Span<'e>),
+}
+
+/// `e` as bounds on a path, when it compares a path with a number (not NaN) or a string.
+fn span_of(e: &CExpr) -> Option<(&CPath, Span<'_>)> {
+    fn bounds<T: Copy>(op: CompareOp, x: T) -> Option<(Bound<T>, Bound<T>)> {
+        Some(match op {
+            CompareOp::Eq => (Bound::Included(x), Bound::Included(x)),
+            CompareOp::Lt => (Bound::Unbounded, Bound::Excluded(x)),
+            CompareOp::Le => (Bound::Unbounded, Bound::Included(x)),
+            CompareOp::Gt => (Bound::Excluded(x), Bound::Unbounded),
+            CompareOp::Ge => (Bound::Included(x), Bound::Unbounded),
+            CompareOp::Ne => return None,
+        })
+    }
+    let CExpr::Compare(op, a, b) = e else {
+        return None;
+    };
+    let (p, op, c) = match (&**a, &**b) {
+        (CExpr::Path(p), CExpr::Const(c)) => (p, *op, c),
+        (CExpr::Const(c), CExpr::Path(p)) => (p, op.flip(), c),
+        _ => return None,
+    };
+    match c {
+        Const::Number(x) if !x.is_nan() => {
+            // -0 is stored as 0.
+            let x = if *x == 0.0 { 0.0 } else { *x };
+            let (lo, hi) = bounds(op, x)?;
+            Some((p, Span::Num { lo, hi }))
+        }
+        Const::String(s) => {
+            let (lo, hi) = bounds(op, &**s)?;
+            Some((p, Span::Str { lo, hi }))
+        }
+        _ => None,
+    }
+}
+
+/// The higher of two lower bounds (the exclusive one when they are at one value).
+fn higher<T: PartialOrd + Copy>(a: Bound<T>, b: Bound<T>) -> Bound<T> {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(if y > x { y } else { x }),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(if y > x { y } else { x }),
+        (Bound::Included(x), Bound::Excluded(y)) | (Bound::Excluded(y), Bound::Included(x)) => {
+            if x > y {
+                Bound::Included(x)
+            } else {
+                Bound::Excluded(y)
+            }
+        }
+    }
+}
+
+/// The lower of two upper bounds (the exclusive one when they are at one value).
+fn lower<T: PartialOrd + Copy>(a: Bound<T>, b: Bound<T>) -> Bound<T> {
+    match (a, b) {
+        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(if y < x { y } else { x }),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(if y < x { y } else { x }),
+        (Bound::Included(x), Bound::Excluded(y)) | (Bound::Excluded(y), Bound::Included(x)) => {
+            if x < y {
+                Bound::Included(x)
+            } else {
+                Bound::Excluded(y)
+            }
+        }
+    }
+}
+
+impl<'e> Span<'e> {
+    /// Both bounds at once; `None` for bounds of different types.
+    fn meet(self, other: Span<'e>) -> Option<Span<'e>> {
+        match (self, other) {
+            (Span::Num { lo: a, hi: b }, Span::Num { lo: c, hi: d }) => Some(Span::Num {
+                lo: higher(a, c),
+                hi: lower(b, d),
+            }),
+            (Span::Str { lo: a, hi: b }, Span::Str { lo: c, hi: d }) => Some(Span::Str {
+                lo: higher(a, c),
+                hi: lower(b, d),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The conjuncts of an `AND`, with the comparisons of one path with constants of one type
+/// met into one range (in the place of the first of them); the rest as written.
+fn merge_spans(items: &[CExpr]) -> Vec<Part<'_>> {
+    let mut parts: Vec<Part<'_>> = Vec::with_capacity(items.len());
+    // For each part made of comparisons: the first comparison and how many were met in.
+    let mut met: Vec<(usize, &CExpr, usize)> = Vec::new();
+    for item in items {
+        let Some((p, span)) = span_of(item) else {
+            parts.push(Part::Expr(item));
+            continue;
+        };
+        let joined = met.iter_mut().find_map(|(at, _, n)| match &mut parts[*at] {
+            Part::Span(q, s) if *q == p => s.meet(span).map(|m| {
+                *s = m;
+                *n += 1;
+            }),
+            _ => None,
+        });
+        if joined.is_none() {
+            met.push((parts.len(), item, 1));
+            parts.push(Part::Span(p, span));
+        }
+    }
+    // A comparison met with no other is answered as written.
+    for (at, item, n) in met {
+        if n == 1 {
+            parts[at] = Part::Expr(item);
+        }
+    }
+    parts
+}
+
+/// Whether `v` lies at or below the upper bound `hi`.
+fn within<T: PartialOrd + ?Sized>(v: &T, hi: Bound<&T>) -> bool {
+    match hi {
+        Bound::Included(x) => v <= x,
+        Bound::Excluded(x) => v < x,
+        Bound::Unbounded => true,
+    }
 }
 
 /// A range of a path's postings: of the dictionary's values, or of the sorted array.
