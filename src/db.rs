@@ -744,19 +744,20 @@ impl Snapshot {
     }
 
     /// The row count of a plan that returns one row per matching document, read off the
-    /// postings as a range's length when the filter is one indexed comparison or prefix and
-    /// nothing was written to the collection (see [`Lookup::count`]); no set of documents
-    /// is built.
+    /// postings as a range's length when the filter is one indexed comparison or prefix (or
+    /// an `AND` of comparisons of one path) and no write changed that path or created or
+    /// deleted documents (see [`Lookup::count`]); no set of documents is built.
     fn count_from_postings(&self, plan: &Plan) -> Option<u64> {
         if matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. }) {
             return None;
         }
         let kind = kind_of(plan.collection);
-        if !self.overlay.coll(kind).is_pristine() {
-            return None;
-        }
         let coll = self.base.store.collection(kind);
-        let lookup = Lookup::new(self.base.index.as_ref()?, coll)?;
+        let live = self.overlay.coll(kind);
+        let mut lookup = Lookup::new(self.base.index.as_ref()?, coll)?;
+        if !live.is_pristine() {
+            lookup = lookup.with_delta(live.delta(), self.alive(kind));
+        }
         lookup.count(plan.filter.as_ref()?)
     }
 

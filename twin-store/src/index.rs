@@ -1474,23 +1474,22 @@ impl<'i, 's> Lookup<'i, 's> {
     /// How many documents make `e` true, when that is the length of one range of the
     /// postings: `e` compares an indexed path with a string or a number (`=`, `<`, `<=`, `>`,
     /// `>=`, either side), is an `AND` of such comparisons of one path, or is `STARTSWITH` of
-    /// one, and the index has no writes to account for. `None` otherwise (then
-    /// [`Lookup::answer`] gives the documents to count).
+    /// one, no write changed the path, and no document was created or deleted. `None`
+    /// otherwise (then [`Lookup::answer`] gives the documents to count).
     ///
     /// A path has one value per document, so the entries of a range are as many documents;
     /// no set of documents is built.
     pub fn count(&self, e: &CExpr) -> Option<u64> {
-        if self.delta.is_some() {
+        // Created or deleted documents: the live documents are not the base's. (Creates and
+        // deletes also put every path their twin holds in the delta, which `unwritten`
+        // declines; this keeps the count right should that ever change.)
+        if !std::ptr::eq(self.all, &self.index.all) {
             return None;
         }
         let (p, span) = match e {
             CExpr::Call(Func::StartsWith, args) => match args.as_slice() {
                 [CExpr::Path(p), CExpr::Const(Const::String(prefix))] => {
-                    let pi = match self.resolve(p) {
-                        Resolved::Indexed(leaf) => leaf.base?,
-                        Resolved::Nowhere => return Some(0),
-                        Resolved::Unindexed => return None,
-                    };
+                    let pi = self.unwritten(p)?;
                     let prefix: &str = prefix;
                     let r = self.str_range(pi, Bound::Included(prefix), |v| {
                         v < prefix || v.starts_with(prefix)
@@ -1505,11 +1504,7 @@ impl<'i, 's> Lookup<'i, 's> {
             },
             e => span_of(e)?,
         };
-        let pi = match self.resolve(p) {
-            Resolved::Indexed(leaf) => leaf.base?,
-            Resolved::Nowhere => return Some(0),
-            Resolved::Unindexed => return None,
-        };
+        let pi = self.unwritten(p)?;
         Some(match span {
             Span::Num { lo, hi } => range_len(
                 &pi.numbers,
@@ -1519,6 +1514,20 @@ impl<'i, 's> Lookup<'i, 's> {
                 range_len(&pi.strings, self.str_range(pi, lo, |v| within(v, hi)))
             }
         })
+    }
+
+    /// The base postings of `p` when no write changed the path (`None` when writes did, or
+    /// when the path is not indexed); the postings of no document when no document has it.
+    fn unwritten(&self, p: &CPath) -> Option<&'i PathIndex> {
+        static NONE: std::sync::OnceLock<PathIndex> = std::sync::OnceLock::new();
+        match self.resolve(p) {
+            Resolved::Indexed(Leaf {
+                base: Some(pi),
+                delta: None,
+            }) => Some(pi),
+            Resolved::Indexed(_) | Resolved::Unindexed => None,
+            Resolved::Nowhere => Some(NONE.get_or_init(PathIndex::default)),
+        }
     }
 
     /// The documents whose value at `p` lies in `span` (and, when `need_f`, those holding
