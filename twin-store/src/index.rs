@@ -1530,21 +1530,27 @@ impl<'i, 's> Lookup<'i, 's> {
         }
     }
 
+    /// The documents whose value lies in `span`, and the slot of the span's type.
+    fn span_select(&self, leaf: Leaf<'i>, span: Span<'_>) -> (RoaringBitmap, usize) {
+        match span {
+            Span::Num { lo, hi } => (
+                self.num_select(leaf, lo, |v| within(&v, hi.as_ref())),
+                kind_slot(Kind::Number),
+            ),
+            Span::Str { lo, hi } => (
+                self.str_select(leaf, lo, |v| within(v, hi)),
+                kind_slot(Kind::String),
+            ),
+        }
+    }
+
     /// The documents whose value at `p` lies in `span` (and, when `need_f`, those holding
     /// another value of its type).
     fn span_answer(&self, p: &CPath, span: Span<'_>, need_f: bool) -> Answer {
         self.path_answer(p, |leaf| {
-            let (t, kind) = match span {
-                Span::Num { lo, hi } => (
-                    self.num_select(leaf, lo, |v| within(&v, hi.as_ref())),
-                    Kind::Number,
-                ),
-                Span::Str { lo, hi } => {
-                    (self.str_select(leaf, lo, |v| within(v, hi)), Kind::String)
-                }
-            };
+            let (t, kind) = self.span_select(leaf, span);
             let f = if need_f {
-                &*leaf.kind(kind_slot(kind)) - &t
+                &*leaf.kind(kind) - &t
             } else {
                 RoaringBitmap::new()
             };
@@ -1573,36 +1579,17 @@ impl<'i, 's> Lookup<'i, 's> {
     /// constant's type but another value (false set).
     fn compare(&self, leaf: Leaf<'i>, op: CompareOp, c: &Const, need_f: bool) -> Answer {
         let (t, same_type): (RoaringBitmap, usize) = match c {
-            Const::String(s) => {
-                let s: &str = s;
-                let t = match op {
-                    CompareOp::Eq | CompareOp::Ne => {
-                        self.str_select(leaf, Bound::Included(s), |v| v <= s)
-                    }
-                    CompareOp::Lt => self.str_select(leaf, Bound::Unbounded, |v| v < s),
-                    CompareOp::Le => self.str_select(leaf, Bound::Unbounded, |v| v <= s),
-                    CompareOp::Gt => self.str_select(leaf, Bound::Excluded(s), |_| true),
-                    CompareOp::Ge => self.str_select(leaf, Bound::Included(s), |_| true),
+            Const::String(_) | Const::Number(_) => {
+                // `!=` selects the equal values: its sets are swapped below.
+                let eq = if op == CompareOp::Ne {
+                    CompareOp::Eq
+                } else {
+                    op
                 };
-                (t, kind_slot(Kind::String))
-            }
-            Const::Number(x) => {
-                let x = *x;
-                if x.is_nan() {
+                let Some(span) = Span::of(eq, c) else {
                     return Answer::Unknown;
-                }
-                // -0 is stored as 0.
-                let x = if x == 0.0 { 0.0 } else { x };
-                let t = match op {
-                    CompareOp::Eq | CompareOp::Ne => {
-                        self.num_select(leaf, Bound::Included(x), |v| v <= x)
-                    }
-                    CompareOp::Lt => self.num_select(leaf, Bound::Unbounded, |v| v < x),
-                    CompareOp::Le => self.num_select(leaf, Bound::Unbounded, |v| v <= x),
-                    CompareOp::Gt => self.num_select(leaf, Bound::Excluded(x), |_| true),
-                    CompareOp::Ge => self.num_select(leaf, Bound::Included(x), |_| true),
                 };
-                (t, kind_slot(Kind::Number))
+                self.span_select(leaf, span)
             }
             Const::Bool(b) => {
                 let bools = || leaf.kind(kind_slot(Kind::Bool)).into_owned();
@@ -2015,35 +2002,12 @@ enum Part<'e> {
 
 /// `e` as bounds on a path, when it compares a path with a number (not NaN) or a string.
 fn span_of(e: &CExpr) -> Option<(&CPath, Span<'_>)> {
-    fn bounds<T: Copy>(op: CompareOp, x: T) -> Option<(Bound<T>, Bound<T>)> {
-        Some(match op {
-            CompareOp::Eq => (Bound::Included(x), Bound::Included(x)),
-            CompareOp::Lt => (Bound::Unbounded, Bound::Excluded(x)),
-            CompareOp::Le => (Bound::Unbounded, Bound::Included(x)),
-            CompareOp::Gt => (Bound::Excluded(x), Bound::Unbounded),
-            CompareOp::Ge => (Bound::Included(x), Bound::Unbounded),
-            CompareOp::Ne => return None,
-        })
-    }
     let CExpr::Compare(op, a, b) = e else {
         return None;
     };
-    let (p, op, c) = match (&**a, &**b) {
-        (CExpr::Path(p), CExpr::Const(c)) => (p, *op, c),
-        (CExpr::Const(c), CExpr::Path(p)) => (p, op.flip(), c),
-        _ => return None,
-    };
-    match c {
-        Const::Number(x) if !x.is_nan() => {
-            // -0 is stored as 0.
-            let x = if *x == 0.0 { 0.0 } else { *x };
-            let (lo, hi) = bounds(op, x)?;
-            Some((p, Span::Num { lo, hi }))
-        }
-        Const::String(s) => {
-            let (lo, hi) = bounds(op, &**s)?;
-            Some((p, Span::Str { lo, hi }))
-        }
+    match (&**a, &**b) {
+        (CExpr::Path(p), CExpr::Const(c)) => Some((p, Span::of(*op, c)?)),
+        (CExpr::Const(c), CExpr::Path(p)) => Some((p, Span::of(op.flip(), c)?)),
         _ => None,
     }
 }
@@ -2081,6 +2045,34 @@ fn lower<T: PartialOrd + Copy>(a: Bound<T>, b: Bound<T>) -> Bound<T> {
 }
 
 impl<'e> Span<'e> {
+    /// The values `v` for which `v op c` holds, when `c` is a number (not NaN) or a string
+    /// and `op` is not `!=`.
+    fn of(op: CompareOp, c: &'e Const) -> Option<Span<'e>> {
+        fn bounds<T: Copy>(op: CompareOp, x: T) -> Option<(Bound<T>, Bound<T>)> {
+            Some(match op {
+                CompareOp::Eq => (Bound::Included(x), Bound::Included(x)),
+                CompareOp::Lt => (Bound::Unbounded, Bound::Excluded(x)),
+                CompareOp::Le => (Bound::Unbounded, Bound::Included(x)),
+                CompareOp::Gt => (Bound::Excluded(x), Bound::Unbounded),
+                CompareOp::Ge => (Bound::Included(x), Bound::Unbounded),
+                CompareOp::Ne => return None,
+            })
+        }
+        match c {
+            Const::Number(x) if !x.is_nan() => {
+                // -0 is stored as 0.
+                let x = if *x == 0.0 { 0.0 } else { *x };
+                let (lo, hi) = bounds(op, x)?;
+                Some(Span::Num { lo, hi })
+            }
+            Const::String(s) => {
+                let (lo, hi) = bounds(op, &**s)?;
+                Some(Span::Str { lo, hi })
+            }
+            _ => None,
+        }
+    }
+
     /// Both bounds at once; `None` for bounds of different types.
     fn meet(self, other: Span<'e>) -> Option<Span<'e>> {
         match (self, other) {
