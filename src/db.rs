@@ -236,6 +236,9 @@ pub enum Access {
     /// `ColumnGroupExec`: groups formed from the columns of the filter and of the group key,
     /// counted without reading documents.
     ColumnGroups(Vec<roaring::RoaringBitmap>),
+    /// `IndexCountExec`: an ungrouped aggregate of `COUNT()`s whose filter's documents are
+    /// one range of postings: the range's length, with no set of documents built.
+    IndexCount(u64),
 }
 
 impl Access {
@@ -249,6 +252,7 @@ impl Access {
             Access::ColumnScan { exact: true, .. } => "ColumnScanExec",
             Access::ColumnScan { exact: false, .. } => "ColumnScanExec+Filter",
             Access::ColumnGroups(_) => "ColumnGroupExec",
+            Access::IndexCount(_) => "IndexCountExec",
         }
     }
 }
@@ -778,6 +782,13 @@ impl Snapshot {
         let rows_with_top = plan.top.is_some()
             && !matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. });
         let lookup = lookup.prefer_residual(rows_with_top);
+        if let (twinql_planner::plan::Shape::Aggregate { keys, items, .. }, Some(f)) =
+            (&plan.shape, &plan.filter)
+            && exec::counts_only(keys, items)
+            && let Some(n) = lookup.count(f)
+        {
+            return Access::IndexCount(n);
+        }
         let answer = match &plan.filter {
             Some(f) => lookup.answer(f),
             None => Answer::Exact {
@@ -940,6 +951,8 @@ impl Snapshot {
         with_docs!(self, kind, |len, doc| match access {
             Access::IndexGroups(groups) | Access::ColumnGroups(groups) =>
                 exec::aggregate_from_groups(plan, groups, doc, opts),
+            Access::IndexCount(n) => exec::aggregate_counted(plan, *n, opts)
+                .unwrap_or_else(|| exec::execute_with(plan, len, doc, opts, &cands)),
             _ => exec::execute_with(plan, len, doc, opts, &cands),
         })
     }
@@ -982,6 +995,7 @@ impl Snapshot {
             Access::FullScan => docs,
             Access::IndexScan { ids, .. } | Access::ColumnScan { ids, .. } => ids.len(),
             Access::IndexGroups(g) | Access::ColumnGroups(g) => g.len() as u64,
+            Access::IndexCount(_) => 1,
         };
         let mut out = String::new();
         out.push_str("Logical plan:\n");
@@ -1013,6 +1027,7 @@ impl Snapshot {
                 g.len(),
                 if g.len() == 1 { "" } else { "s" }
             ),
+            Access::IndexCount(n) => format!("{n} matching, counted from a range of postings"),
         };
         out.push_str(&format!(
             "  {} on {} ({detail}; est. rows {estimate})\n",
@@ -1085,6 +1100,8 @@ impl Snapshot {
                 let n = if grouped { groups.len() as u64 } else { 1 };
                 plan.top.map_or(n, |t| n.min(t))
             }
+            // The one row of an ungrouped aggregate.
+            Access::IndexCount(_) => plan.top.map_or(1, |t| t.min(1)),
             _ => with_docs!(self, kind, |len, doc| exec::count_with(
                 plan, len, doc, parallel, &cands
             )),

@@ -415,6 +415,15 @@ fn counts_after_writes_equal_the_rows() {
                 scanned.len() as u64,
                 "{q} {when}"
             );
+            // The same filter under `SELECT COUNT()`.
+            let counted = q.replacen("SELECT *", "SELECT COUNT() AS n", 1);
+            let plan = snap.plan(&counted, FunctionSet::Twin).unwrap();
+            let rows = snap.run_access(&plan, &snap.access(&plan), false);
+            assert_eq!(
+                rows,
+                vec![format!("{{\"n\":{}}}", scanned.len())],
+                "{counted} {when}"
+            );
         }
     };
     check("before any write");

@@ -729,6 +729,49 @@ where
     page_of(render_groups(&built, items), plan.top, opts)
 }
 
+/// The row of an ungrouped aggregate whose items are all `COUNT()`, each `n` (the count of a
+/// filter known without reading documents). `None` for any other aggregate.
+pub fn aggregate_counted(plan: &Plan, n: u64, opts: &ExecOptions) -> Option<Output> {
+    let Shape::Aggregate { keys, items, .. } = &plan.shape else {
+        return None;
+    };
+    if !counts_only(keys, items) {
+        return None;
+    }
+    let states = items
+        .iter()
+        .map(|_| AggState {
+            count: n,
+            ..AggState::default()
+        })
+        .collect();
+    let row = (
+        Vec::new(),
+        Group {
+            first: 0,
+            names: Vec::new(),
+            states,
+        },
+    );
+    Some(page_of(render_groups(&[row], items), plan.top, opts))
+}
+
+/// Whether an aggregate has no GROUP BY and only `COUNT()` items: its one row is known from
+/// how many documents pass the filter.
+pub fn counts_only(keys: &[CPath], items: &[AggItem]) -> bool {
+    keys.is_empty()
+        && items.iter().all(|i| {
+            matches!(
+                i,
+                AggItem::Agg {
+                    func: AggFunc::Count,
+                    path: None,
+                    ..
+                }
+            )
+        })
+}
+
 fn page_of(mut all: Vec<String>, top: Option<u64>, opts: &ExecOptions) -> Output {
     if let Some(t) = top {
         all.truncate(t.min(usize::MAX as u64) as usize);
