@@ -1472,9 +1472,10 @@ impl<'i, 's> Lookup<'i, 's> {
     }
 
     /// How many documents make `e` true, when that is the length of one range of the
-    /// postings: `e` compares an indexed path with a string or a number (`=`, `<`, `<=`, `>`,
-    /// `>=`, either side), is an `AND` of such comparisons of one path, or is `STARTSWITH` of
-    /// one, no write changed the path, and no document was created or deleted. `None`
+    /// postings (or of a few): `e` compares an indexed path with a string or a number (`=`,
+    /// `<`, `<=`, `>`, `>=`, either side), is an `AND` of such comparisons of one path, an
+    /// `IN` list of strings and numbers, or `STARTSWITH` of a path, no write changed the path,
+    /// and no document was created or deleted. `None`
     /// otherwise (then [`Lookup::answer`] gives the documents to count).
     ///
     /// A path has one value per document, so the entries of a range are as many documents;
@@ -1502,10 +1503,35 @@ impl<'i, 's> Lookup<'i, 's> {
                 [Part::Span(p, span)] => (*p, *span),
                 _ => return None,
             },
+            // The values of an `IN` list are disjoint ranges once repeats are dropped.
+            CExpr::In {
+                expr,
+                list,
+                negated: false,
+            } => {
+                let CExpr::Path(p) = &**expr else {
+                    return None;
+                };
+                let pi = self.unwritten(p)?;
+                let mut seen: Vec<Span<'_>> = Vec::with_capacity(list.len());
+                let mut n = 0;
+                for c in list {
+                    let span = Span::of(CompareOp::Eq, c)?;
+                    if !seen.contains(&span) {
+                        n += self.span_len(pi, span);
+                        seen.push(span);
+                    }
+                }
+                return Some(n);
+            }
             e => span_of(e)?,
         };
-        let pi = self.unwritten(p)?;
-        Some(match span {
+        Some(self.span_len(self.unwritten(p)?, span))
+    }
+
+    /// How many documents of the base postings `pi` hold a value in `span`.
+    fn span_len(&self, pi: &PathIndex, span: Span<'_>) -> u64 {
+        match span {
             Span::Num { lo, hi } => range_len(
                 &pi.numbers,
                 self.num_range(pi, lo, |v| within(&v, hi.as_ref())),
@@ -1513,7 +1539,7 @@ impl<'i, 's> Lookup<'i, 's> {
             Span::Str { lo, hi } => {
                 range_len(&pi.strings, self.str_range(pi, lo, |v| within(v, hi)))
             }
-        })
+        }
     }
 
     /// The base postings of `p` when no write changed the path (`None` when writes did, or
