@@ -755,14 +755,21 @@ impl Snapshot {
         if matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. }) {
             return None;
         }
-        let kind = kind_of(plan.collection);
+        self.lookup(kind_of(plan.collection))?
+            .count(plan.filter.as_ref()?)
+    }
+
+    /// Index lookups over a collection as it is now: the base's postings, with the writes'
+    /// delta and the live documents once anything was written. `None` without indexes.
+    fn lookup(&self, kind: CollectionKind) -> Option<Lookup<'_, '_>> {
         let coll = self.base.store.collection(kind);
         let live = self.overlay.coll(kind);
-        let mut lookup = Lookup::new(self.base.index.as_ref()?, coll)?;
-        if !live.is_pristine() {
-            lookup = lookup.with_delta(live.delta(), self.alive(kind));
-        }
-        lookup.count(plan.filter.as_ref()?)
+        let lookup = Lookup::new(self.base.index.as_ref()?, coll)?;
+        Some(if live.is_pristine() {
+            lookup
+        } else {
+            lookup.with_delta(live.delta(), self.alive(kind))
+        })
     }
 
     /// Chooses how to reach the documents of `plan`: an index lookup when the indexes can
@@ -771,13 +778,10 @@ impl Snapshot {
         let kind = kind_of(plan.collection);
         let coll = self.base.store.collection(kind);
         let live = self.overlay.coll(kind);
-        let Some(mut lookup) = self.base.index.as_ref().and_then(|i| Lookup::new(i, coll)) else {
+        let Some(lookup) = self.lookup(kind) else {
             return self.column_access(plan, None).unwrap_or(Access::FullScan);
         };
         let alive = self.alive(kind);
-        if !live.is_pristine() {
-            lookup = lookup.with_delta(live.delta(), alive);
-        }
         let len = live.live_count();
         let rows_with_top = plan.top.is_some()
             && !matches!(plan.shape, twinql_planner::plan::Shape::Aggregate { .. });

@@ -716,14 +716,7 @@ where
             .iter()
             .filter(|i| matches!(i, AggItem::Agg { .. }))
             .count();
-        built.push((
-            Vec::new(),
-            Group {
-                first: 0,
-                names: Vec::new(),
-                states: vec![AggState::default(); n_aggs],
-            },
-        ));
+        built.push(lone_group(vec![AggState::default(); n_aggs]));
     }
     built.sort_by_key(|(_, g)| g.first);
     page_of(render_groups(&built, items), plan.top, opts)
@@ -745,15 +738,23 @@ pub fn aggregate_counted(plan: &Plan, n: u64, opts: &ExecOptions) -> Option<Outp
             ..AggState::default()
         })
         .collect();
-    let row = (
+    Some(page_of(
+        render_groups(&[lone_group(states)], items),
+        plan.top,
+        opts,
+    ))
+}
+
+/// The one group of an aggregate without GROUP BY.
+fn lone_group(states: Vec<AggState>) -> (Vec<Scalar>, Group) {
+    (
         Vec::new(),
         Group {
             first: 0,
             names: Vec::new(),
             states,
         },
-    );
-    Some(page_of(render_groups(&[row], items), plan.top, opts))
+    )
 }
 
 /// Whether an aggregate has no GROUP BY and only `COUNT()` items: its one row is known from
