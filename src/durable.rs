@@ -39,10 +39,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use twinql_planner::value::Node;
 use twinql_store::CollectionKind;
 use twinql_store::doc::Doc;
 use twinql_store::index::{IndexPolicy, StoreIndex};
-use twinql_store::live::{Overlay, PolicyCache};
+use twinql_store::live::{AnyNode, Overlay, PolicyCache};
 use twinql_store::packed::Packed;
 use twinql_store::segment::{
     SegmentError, SegmentInfo, SegmentWriter, open_segment, sync_dir, write_segment_file,
@@ -163,7 +164,7 @@ pub(crate) enum Change<'a> {
         kind: CollectionKind,
         device_id: &'a str,
         sub_id: Option<&'a str>,
-        doc: &'a Doc,
+        doc: AnyNode<'a>,
     },
     /// The twin with this identity is gone.
     Delete {
@@ -187,7 +188,13 @@ fn encode(changes: &[Change<'_>]) -> Vec<u8> {
                 kind: kind as u8,
                 device_id: device_id.into(),
                 sub_id: sub_id.map(Into::into),
-                doc: serde_json::value::RawValue::from_string(doc.to_json_string()).ok(),
+                doc: {
+                    let mut text = Vec::new();
+                    doc.write_json(&mut text);
+                    String::from_utf8(text)
+                        .ok()
+                        .and_then(|t| serde_json::value::RawValue::from_string(t).ok())
+                },
             },
             Change::Delete {
                 kind,
@@ -282,7 +289,7 @@ fn replay(
                 let doc = Doc::parse(raw.get())
                     .map_err(|e| corrupt(format!("log record holds an invalid twin: {e}")))?;
                 let packed = Packed::pack(&doc);
-                overlay.put(store, policy, cache, kind, id, &doc, packed, &[]);
+                overlay.put(store, policy, cache, kind, id, packed, &[]);
             }
             ("delete", _) => {
                 if let Some(id) = id {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
+use twinql_planner::value::Node;
 use twinql_store::CollectionKind;
 use twinql_store::doc::Doc;
 use twinql_store::live::{AnyNode, Root};
@@ -124,18 +125,40 @@ fn parse_body(json: &str) -> Result<Doc, HubError> {
     Doc::parse(json).map_err(|e| HubError::new(ErrorCode::ArgumentInvalid, e.to_string()))
 }
 
-fn ack(d: &Doc) -> WriteAck {
-    let o = d.as_object();
+fn ack(d: AnyNode<'_>) -> WriteAck {
     WriteAck {
-        version: o
-            .and_then(|o| o.get("version"))
-            .and_then(Doc::as_number)
+        version: d
+            .exact_member("version")
+            .and_then(Node::as_f64)
             .map_or(0, |v| v as u64),
-        etag: o
-            .and_then(|o| o.get("etag"))
-            .and_then(Doc::as_string)
+        etag: d
+            .exact_member("etag")
+            .and_then(Node::as_str)
             .unwrap_or_default()
             .to_string(),
+    }
+}
+
+/// A twin after a write, packed, and the desired patch to send to the device.
+struct Written {
+    packed: Packed,
+    desired_notification: Option<Doc>,
+}
+
+impl Written {
+    fn packed(packed: Packed) -> Written {
+        Written {
+            packed,
+            desired_notification: None,
+        }
+    }
+
+    /// Packs the written tree (and frees it: this runs outside the writer lock).
+    fn tree(applied: twin::Applied) -> Written {
+        Written {
+            packed: Packed::pack(&applied.twin),
+            desired_notification: applied.desired_notification,
+        }
     }
 }
 
@@ -188,11 +211,11 @@ impl Database {
             kind,
             device_id: &id.device_id,
             sub_id: id.module_id.as_deref(),
-            doc: &doc,
+            doc: AnyNode::Owned(&doc),
         }])?;
         let Writer { overlay, cache, .. } = &mut *w;
         let packed = Packed::pack(&doc);
-        let _ = overlay.put(store, policy, cache, kind, None, &doc, packed, &[]);
+        let _ = overlay.put(store, policy, cache, kind, None, packed, &[]);
         drop(w);
         pending.sync()?;
         Ok(text)
@@ -286,7 +309,7 @@ impl Database {
         // Copying the twin and applying the rules run outside the writer lock; the lock is
         // taken to find the current version and, after, to store the result if that version
         // (and the base) is still current (else the write is redone on the newer one).
-        let (mut w, base, doc_id, applied, packed) = loop {
+        let (mut w, base, doc_id, written) = loop {
             let (base, doc_id, held, seq) = {
                 let w = self.lock_writer();
                 let seq = w.overlay.seq();
@@ -301,18 +324,30 @@ impl Database {
                 (base, doc_id, held, seq)
             };
             let coll = base.store.collection(kind);
-            let applied = match &held {
-                Some(p) => {
-                    let copy = p.unpack(&mut self.names.lock());
-                    twin::apply_owned(copy, update, if_match, &now)?
-                }
+            // A reported patch of leaves is made on the packed twin; any other write on a tree.
+            let written = match &held {
+                Some(p) => match twin::apply_packed(p, update, if_match, &now) {
+                    Some(done) => Written::packed(done?),
+                    None => {
+                        let copy = p.unpack(&mut self.names.lock());
+                        Written::tree(twin::apply_owned(copy, update, if_match, &now)?)
+                    }
+                },
                 None if (doc_id as usize) < coll.len() => {
-                    let copy = Doc::from_tape(coll.doc(doc_id), &mut self.names.lock());
-                    twin::apply_owned(copy, update, if_match, &now)?
+                    let tape = coll.doc(doc_id);
+                    let fast = twin::packed_write(update)
+                        .then(|| Packed::from_tape(tape))
+                        .and_then(|p| twin::apply_packed(&p, update, if_match, &now));
+                    match fast {
+                        Some(done) => Written::packed(done?),
+                        None => {
+                            let copy = Doc::from_tape(tape, &mut self.names.lock());
+                            Written::tree(twin::apply_owned(copy, update, if_match, &now)?)
+                        }
+                    }
                 }
                 None => return Err(id.not_found()),
             };
-            let packed = Packed::pack(&applied.twin);
             let w = self.lock_writer();
             let live = w.overlay.coll(kind);
             // Every change of the overlay counts in its sequence number and every new
@@ -326,16 +361,20 @@ impl Database {
                             _ => false,
                         });
             if current {
-                break (w, base, doc_id, applied, packed);
+                break (w, base, doc_id, written);
             }
         };
         let store = &base.store;
         let policy = base.policy();
+        let Written {
+            packed,
+            desired_notification,
+        } = written;
         let pending = w.log(&[Change::Put {
             kind,
             device_id: &id.device_id,
             sub_id: id.module_id.as_deref(),
-            doc: &applied.twin,
+            doc: AnyNode::Packed(packed.root()),
         }])?;
         let Writer {
             overlay,
@@ -343,20 +382,11 @@ impl Database {
             subscribers,
             ..
         } = &mut *w;
-        let ack = ack(&applied.twin);
+        let ack = ack(AnyNode::Packed(packed.root()));
         let roots = roots(update);
         let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
-        let (_, replaced) = overlay.put(
-            store,
-            policy,
-            cache,
-            kind,
-            Some(doc_id),
-            &applied.twin,
-            packed,
-            &roots,
-        );
-        if let Some(patch) = applied.desired_notification {
+        let (_, replaced) = overlay.put(store, policy, cache, kind, Some(doc_id), packed, &roots);
+        if let Some(patch) = desired_notification {
             let key = (id.device_id.clone(), id.module_id.clone());
             if let Some(subs) = subscribers.get_mut(&key) {
                 let version = patch
@@ -372,9 +402,8 @@ impl Database {
             }
         }
         drop(w);
-        // The replaced version and the written tree are freed outside the lock.
+        // The replaced version is freed outside the lock.
         drop(replaced);
-        drop(applied.twin);
         pending.sync()?;
         Ok(ack)
     }

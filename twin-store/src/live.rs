@@ -453,7 +453,7 @@ impl Overlay {
         self.latest.store(seq, Ordering::Relaxed);
     }
 
-    /// Stores `new` as document `id` of `kind` (`None`: a new document), keeping the index
+    /// Stores `packed` as document `id` of `kind` (`None`: a new document), keeping the index
     /// changes in step. `roots` lists the subtrees the write changed (empty: the whole
     /// document). Returns the document's id and the version it replaced (for the caller to
     /// drop where it costs nothing).
@@ -465,12 +465,12 @@ impl Overlay {
         cache: &mut PolicyCache,
         kind: CollectionKind,
         id: Option<u32>,
-        new: &Doc,
         packed: Packed,
         roots: &[Root<'_>],
     ) -> (u32, Option<Arc<Packed>>) {
         let base = store.collection(kind);
-        let identity = identity_of(kind, AnyNode::Owned(new));
+        let new = AnyNode::Packed(packed.root());
+        let identity = identity_of(kind, new);
         let ci = kind as usize;
         let id = match id {
             Some(id) => id,
@@ -495,7 +495,7 @@ impl Overlay {
                 keys: &mut self.keys,
             };
             let olds = ix.entries(old, roots);
-            let news = ix.entries(Some(AnyNode::Owned(new)), roots);
+            let news = ix.entries(Some(new), roots);
             let is_base = id < self.colls[ci].base_len;
             apply_diff(&mut self.colls[ci].index, cache, id, is_base, olds, news);
         }
@@ -647,16 +647,35 @@ impl Indexer<'_> {
             self.walk(doc, 0, &mut names, &mut out);
             return out;
         }
+        // The nodes (and trie nodes) the previous root went through: roots that share a
+        // prefix (`properties.reported.…`) start below it instead of at the document.
+        let mut through: Vec<(AnyNode<'d>, u32)> = Vec::new();
+        let mut prev: &[&str] = &[];
         for root in roots {
-            names.clear();
-            let mut node = Some(doc);
-            let mut trie = 0u32;
-            for (depth, name) in root.iter().enumerate() {
+            let shared = prev
+                .iter()
+                .zip(root.iter())
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(through.len())
+                .min(root.len().saturating_sub(1));
+            prev = root;
+            through.truncate(shared);
+            names.truncate(shared);
+            let (mut node, mut trie) = match through.last() {
+                Some(&(n, t)) => (Some(n), t),
+                None => (Some(doc), 0u32),
+            };
+            if shared > 0 && !self.cache.nodes[trie as usize].descend {
+                continue;
+            }
+            for (depth, name) in root.iter().enumerate().skip(shared) {
                 node = node.and_then(|n| n.exact_member(name));
                 let Some(n) = node else { break };
                 let key = self.keys.id(self.store, name);
                 names.push(name);
                 trie = self.cache.child(self.policy, trie, key, &names);
+                through.push((n, trie));
                 let (covered, descend) = {
                     let t = &self.cache.nodes[trie as usize];
                     (t.covered, t.descend)
@@ -767,7 +786,6 @@ mod tests {
             &mut cache,
             CollectionKind::Devices,
             Some(0),
-            &doc,
             Packed::pack(&doc),
             &[],
         );

@@ -1,12 +1,16 @@
 //! Written twins, packed: the form a twin keeps in the overlay between writes.
 //!
-//! A write copies its twin into an owned [`Doc`] tree, applies the IoT Hub rules to it, and
-//! then packs the result into one string, [`Packed`]: a tape of tagged nodes in which objects
+//! A written twin is kept as one string, [`Packed`]: a tape of tagged nodes in which objects
 //! and arrays carry their body length (so a lookup skips siblings) and member names are
 //! written inline. A packed twin takes about a third of the memory of its tree (one
 //! allocation instead of one per node and string), is freed with one call, and is read by
-//! queries through [`PackedRef`], a [`Node`] like any other. The next write to the twin
-//! unpacks it into a tree again.
+//! queries through [`PackedRef`], a [`Node`] like any other.
+//!
+//! A device's reported patch of leaves is made on the packed bytes
+//! ([`twin::apply_packed`](crate::twin::apply_packed)): the members it does not name are
+//! copied whole, and a loaded twin is first packed straight from its tape
+//! ([`Packed::from_tape`]). Any other write copies the twin into an owned [`Doc`] tree,
+//! applies the IoT Hub rules to it, and packs the result.
 //!
 //! Every byte the packer writes itself is below `0x80` and strings are copied whole, so the
 //! packed text is valid UTF-8 and string reads are plain slices of it. Nothing here is
@@ -34,7 +38,7 @@
 use twinql_planner::value::{Key, Kind, Node, write_json_string, write_number};
 
 use crate::doc::{Doc, NameCache, Number, Object};
-use crate::tape::{get_varint, put_varint, zigzag};
+use crate::tape::{NodeRef, get_varint, put_varint, varint_len, zigzag};
 
 const NULL: u8 = 0x00;
 const FALSE: u8 = 0x01;
@@ -50,7 +54,7 @@ const STR: u8 = 0x06;
 /// Body length (five varint bytes), count, elements.
 const ARR: u8 = 0x07;
 /// Body length (five varint bytes), count, then per member: name length, name, value.
-const OBJ: u8 = 0x08;
+pub(crate) const OBJ: u8 = 0x08;
 
 /// Bytes of the body length of an array or object: a varint of 30 bits, written in full so
 /// that it can be filled in after the body.
@@ -64,6 +68,19 @@ impl Packed {
     /// Packs `doc`. Bodies longer than 2^30 bytes do not fit a twin's limits; such a document
     /// is packed as `null`.
     pub fn pack(doc: &Doc) -> Packed {
+        Packed::build(|out| pack_into(doc, out))
+    }
+
+    /// Packs a loaded document straight from its tape: the same bytes as
+    /// `Packed::pack(&Doc::from_tape(n, names))` (the first of repeated member names kept,
+    /// number text kept where the value would print differently), without the tree.
+    pub fn from_tape(n: NodeRef<'_>) -> Packed {
+        let mut seen = Vec::new();
+        Packed::build(|out| pack_tape(n, out, &mut seen))
+    }
+
+    /// Runs `write` on an empty buffer and keeps what it wrote (`null` if it gave up).
+    pub(crate) fn build(write: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Packed {
         thread_local! {
             /// Each writing thread packs into one buffer, then copies the result out at its
             /// exact size: no growth steps and no shrinking per write.
@@ -71,7 +88,7 @@ impl Packed {
         }
         BUF.with_borrow_mut(|out| {
             out.clear();
-            if pack_into(doc, out).is_none() {
+            if write(out).is_none() {
                 out.clear();
                 out.push(NULL);
             }
@@ -107,38 +124,13 @@ impl Packed {
     }
 }
 
-fn pack_into(doc: &Doc, out: &mut Vec<u8>) -> Option<()> {
+pub(crate) fn pack_into(doc: &Doc, out: &mut Vec<u8>) -> Option<()> {
     match doc {
         Doc::Null => out.push(NULL),
         Doc::Bool(false) => out.push(FALSE),
         Doc::Bool(true) => out.push(TRUE),
-        Doc::Number(Number { value, text }) => {
-            let v = *value;
-            match text {
-                Some(t) => {
-                    out.push(NUM_TEXT);
-                    put_varint(out, v.to_bits());
-                    put_varint(out, t.len() as u64);
-                    out.extend_from_slice(t.as_bytes());
-                }
-                None if v.fract() == 0.0
-                    && v.abs() < 9_007_199_254_740_992.0
-                    && !(v == 0.0 && v.is_sign_negative()) =>
-                {
-                    out.push(INT);
-                    put_varint(out, zigzag(v as i64));
-                }
-                None => {
-                    out.push(FLOAT);
-                    put_varint(out, v.to_bits());
-                }
-            }
-        }
-        Doc::String(s) => {
-            out.push(STR);
-            put_varint(out, s.len() as u64);
-            out.extend_from_slice(s.as_bytes());
-        }
+        Doc::Number(Number { value, text }) => pack_number(*value, text.as_deref(), out),
+        Doc::String(s) => pack_str(s, out),
         Doc::Array(a) => {
             let at = open(out, ARR, a.len());
             for v in a {
@@ -159,9 +151,99 @@ fn pack_into(doc: &Doc, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+/// A number and the text it keeps (when its value alone would print differently).
+pub(crate) fn pack_number(v: f64, text: Option<&str>, out: &mut Vec<u8>) {
+    match text {
+        Some(t) => {
+            out.push(NUM_TEXT);
+            put_varint(out, v.to_bits());
+            put_varint(out, t.len() as u64);
+            out.extend_from_slice(t.as_bytes());
+        }
+        None if v.fract() == 0.0
+            && v.abs() < 9_007_199_254_740_992.0
+            && !(v == 0.0 && v.is_sign_negative()) =>
+        {
+            out.push(INT);
+            put_varint(out, zigzag(v as i64));
+        }
+        None => {
+            out.push(FLOAT);
+            put_varint(out, v.to_bits());
+        }
+    }
+}
+
+pub(crate) fn pack_str(s: &str, out: &mut Vec<u8>) {
+    out.push(STR);
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A member name, as an object's member starts.
+pub(crate) fn pack_name(name: &str, out: &mut Vec<u8>) {
+    put_varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+}
+
+/// Packs a tape node as [`pack_into`] packs its tree (see [`Packed::from_tape`]). `seen` is
+/// scratch space: the key ids of the members of the objects being packed.
+fn pack_tape(n: NodeRef<'_>, out: &mut Vec<u8>, seen: &mut Vec<u32>) -> Option<()> {
+    match n.kind() {
+        Kind::Null => out.push(NULL),
+        Kind::Bool => out.push(if n.as_bool() == Some(true) {
+            TRUE
+        } else {
+            FALSE
+        }),
+        Kind::Number => {
+            let value = n.as_f64().unwrap_or(f64::NAN);
+            if value.abs() >= 9.0e15 {
+                // As `Doc::from_tape`: integers beyond 2^53 keep the text they print as.
+                pack_into(&Doc::from_node(n), out)?;
+            } else {
+                pack_number(value, n.kept_number_text(), out);
+            }
+        }
+        Kind::String => pack_str(n.as_str().unwrap_or(""), out),
+        Kind::Array => {
+            let at = open(out, ARR, n.elements().len());
+            for e in n.elements() {
+                pack_tape(e, out, seen)?;
+            }
+            close(out, at)?;
+        }
+        Kind::Object => {
+            // Member names are store-wide key ids: a repeated name is a repeated id, and only
+            // its first member is kept.
+            let members = n.members();
+            let listed = members.len();
+            let at = open(out, OBJ, listed);
+            let from = seen.len();
+            for (k, id, v) in members {
+                if seen[from..].contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                pack_name(k, out);
+                let mark = seen.len();
+                pack_tape(v, out, seen)?;
+                seen.truncate(mark);
+            }
+            let kept = seen.len() - from;
+            seen.truncate(from);
+            if kept != listed {
+                recount(out, at, listed, kept);
+            }
+            close(out, at)?;
+        }
+    }
+    Some(())
+}
+
 /// Writes a container's tag, a placeholder for its body length and its count; returns where
 /// the placeholder is.
-fn open(out: &mut Vec<u8>, tag: u8, count: usize) -> usize {
+pub(crate) fn open(out: &mut Vec<u8>, tag: u8, count: usize) -> usize {
     out.push(tag);
     let at = out.len();
     out.extend_from_slice(&[0; LEN_BYTES]);
@@ -169,8 +251,16 @@ fn open(out: &mut Vec<u8>, tag: u8, count: usize) -> usize {
     at
 }
 
+/// Replaces the count `listed` that [`open`] wrote after the placeholder at `at` by `kept`.
+fn recount(out: &mut Vec<u8>, at: usize, listed: usize, kept: usize) {
+    let start = at + LEN_BYTES;
+    let mut count = Vec::new();
+    put_varint(&mut count, kept as u64);
+    out.splice(start..start + varint_len(listed as u64), count);
+}
+
 /// Fills in the body length of the container whose placeholder is at `at`.
-fn close(out: &mut [u8], at: usize) -> Option<()> {
+pub(crate) fn close(out: &mut [u8], at: usize) -> Option<()> {
     let body = out.len() - (at + LEN_BYTES);
     if body >= 1 << (6 * LEN_BYTES) {
         return None;
@@ -182,6 +272,22 @@ fn close(out: &mut [u8], at: usize) -> Option<()> {
         v >>= 6;
     }
     Some(())
+}
+
+/// Reads a container's body length at `pos` (always [`LEN_BYTES`] varint bytes, as
+/// [`close`] writes it); returns it and the position after it.
+#[inline(always)]
+fn body_len(t: &[u8], pos: usize) -> (u64, usize) {
+    match t.get(pos..pos + LEN_BYTES) {
+        Some(b) => {
+            let v = b
+                .iter()
+                .rev()
+                .fold(0u64, |v, &byte| (v << 6) | u64::from(byte & 0x3f));
+            (v, pos + LEN_BYTES)
+        }
+        None => get_varint(t, pos),
+    }
 }
 
 fn unzigzag(u: u64) -> i64 {
@@ -209,7 +315,7 @@ impl<'a> PackedRef<'a> {
     fn container(self) -> Option<(usize, u64, usize)> {
         match self.tag() {
             ARR | OBJ => {
-                let (len, p) = get_varint(self.bytes(), self.pos + 1);
+                let (len, p) = body_len(self.bytes(), self.pos + 1);
                 let (count, first) = get_varint(self.bytes(), p);
                 Some((p + len as usize, count, first))
             }
@@ -233,7 +339,7 @@ impl<'a> PackedRef<'a> {
                 p + len as usize
             }
             ARR | OBJ => {
-                let (len, p) = get_varint(t, p);
+                let (len, p) = body_len(t, p);
                 p + len as usize
             }
             _ => p,
@@ -261,6 +367,17 @@ impl<'a> PackedRef<'a> {
                 left: 0,
             },
         }
+    }
+
+    /// The members of an object with the bytes of each (name and value), to copy whole.
+    pub(crate) fn member_bytes(self) -> impl Iterator<Item = (&'a [u8], &'a str, PackedRef<'a>)> {
+        let mut members = self.members();
+        std::iter::from_fn(move || {
+            let start = members.node.pos;
+            let (name, value) = members.next()?;
+            let bytes = self.bytes().get(start..value.end())?;
+            Some((bytes, name, value))
+        })
     }
 
     /// The elements of an array, in order (none for other nodes).
@@ -539,6 +656,37 @@ mod tests {
             same_reads(&doc, packed.root())?;
             let mut names = NameCache::default();
             prop_assert_eq!(packed.unpack(&mut names), doc);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tapes_pack_as_their_trees(
+            members in prop::collection::vec(
+                (prop::sample::select(vec!["a", "b", "A", "$metadata", "x y"]), json()),
+                0..6,
+            )
+        ) {
+            // Twins with repeated member names at the root and below, numbers that keep their
+            // text, and integers beyond 2^53.
+            let body: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap_or_default()))
+                .collect();
+            let mut text = r#"{"deviceId":"d","n":9007199254740993"#.to_string();
+            for m in &body {
+                text.push(',');
+                text.push_str(m);
+            }
+            text.push('}');
+            let mut store = crate::Store::new();
+            store
+                .load_bytes("t", text.as_bytes(), &crate::LoadOptions::default())
+                .expect("generated twin");
+            let tape = store.devices().doc(0);
+            let mut names = NameCache::default();
+            let expected = Packed::pack(&Doc::from_tape(tape, &mut names));
+            prop_assert_eq!(Packed::from_tape(tape), expected);
         }
     }
 

@@ -33,7 +33,10 @@ use std::fmt;
 
 use base64::Engine as _;
 
+use twinql_planner::value::{Kind, Node};
+
 use crate::doc::{Doc, Number, Object};
+use crate::packed::{self, Packed, PackedRef};
 
 /// Maximum size of `tags`, by [`section_size`] (8 KB).
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
@@ -791,12 +794,16 @@ fn read_version(d: Option<&Doc>) -> u64 {
 fn check_size(section: &'static str, o: &Object, limit: usize) -> Result<(), HubError> {
     let size = object_size(o, true);
     if size > limit {
-        return Err(HubError::invalid(format!(
-            "'Section size' rule violated at '{section}': the section would be {size} bytes; \
-             at most {limit} are allowed"
-        )));
+        return Err(size_error(section, size, limit));
     }
     Ok(())
+}
+
+fn size_error(section: &str, size: usize, limit: usize) -> HubError {
+    HubError::invalid(format!(
+        "'Section size' rule violated at '{section}': the section would be {size} bytes; \
+         at most {limit} are allowed"
+    ))
 }
 
 /// Inserts `name` right before member `before` (or at the end if there is none).
@@ -931,11 +938,16 @@ fn check_if_match(root: &Object, if_match: Option<&str>) -> Result<(), HubError>
     let Some(wanted) = if_match else {
         return Ok(());
     };
+    precondition(wanted, root.get("etag").and_then(Doc::as_string))
+}
+
+/// Whether the `If-Match` etag `wanted` lets a write to a twin whose etag is `etag` go on.
+fn precondition(wanted: &str, etag: Option<&str>) -> Result<(), HubError> {
     let wanted = unquote(wanted.trim());
     if wanted == "*" {
         return Ok(());
     }
-    match root.get("etag").and_then(Doc::as_string) {
+    match etag {
         Some(current) if unquote(current) == wanted => Ok(()),
         Some(current) => Err(HubError::new(
             ErrorCode::PreconditionFailed,
@@ -984,6 +996,287 @@ pub fn apply_owned(
     };
     let plan = Plan::of(update)?;
     finish(root, plan, if_match, now)
+}
+
+/// Whether [`apply_packed`] can make `update` (on a twin of the usual shape): a merge patch
+/// of reported properties whose members are not objects.
+pub fn packed_write(update: &Update<'_>) -> bool {
+    match update {
+        Update::PatchReported(Doc::Object(p)) => {
+            p.iter().all(|(_, v)| !matches!(v, Doc::Object(_)))
+        }
+        _ => false,
+    }
+}
+
+/// [`apply`] on a packed twin, made on the packed bytes without a tree, for the write a
+/// device sends most: a reported-properties merge patch whose members are not objects, on a
+/// twin whose `properties.reported` and its `$metadata` are objects. Returns `None` for any
+/// other write or twin (the caller unpacks and calls [`apply_owned`]); otherwise exactly
+/// what packing `apply`'s twin gives, or the error `apply` gives.
+///
+/// Every member the patch does not name is copied as bytes; the patched members, their
+/// `$metadata` entries, the section's `$version` and the twin's `version` and `etag` are
+/// written anew, in the positions the tree rules give them.
+pub fn apply_packed(
+    twin: &Packed,
+    update: &Update<'_>,
+    if_match: Option<&str>,
+    now: &str,
+) -> Option<Result<Packed, HubError>> {
+    let Update::PatchReported(Doc::Object(patch)) = *update else {
+        return None;
+    };
+    if !packed_write(update) {
+        return None;
+    }
+    let root = twin.root();
+    if root.kind() != Kind::Object {
+        return None;
+    }
+    let (mut version_node, mut etag_node, mut props) = (None, None, None);
+    for (k, v) in root.members() {
+        match k {
+            "version" => version_node = Some(v),
+            "etag" => etag_node = Some(v),
+            "properties" => props = Some(v),
+            _ => {}
+        }
+    }
+    let props = props.filter(|p| p.kind() == Kind::Object)?;
+    let sec = object_member(props, "reported")?;
+    let (mut meta, mut sec_version_node) = (None, None);
+    for (k, v) in sec.members() {
+        match k {
+            METADATA => meta = Some(v),
+            VERSION => sec_version_node = Some(v),
+            _ => {}
+        }
+    }
+    let meta = meta.filter(|m| m.kind() == Kind::Object)?;
+    if let Err(e) = Plan::of(update) {
+        return Some(Err(e));
+    }
+    let precondition = match if_match {
+        None => Ok(()),
+        Some(wanted) => precondition(wanted, etag_node.and_then(Node::as_str)),
+    };
+    let version = packed_version(version_node) + 1;
+    let sec_version = packed_version(sec_version_node) + 1;
+
+    // Which patch members the section and its metadata hold already, and the section's
+    // size after the write.
+    let mut in_sec = vec![false; patch.len()];
+    let mut in_meta = vec![false; patch.len()];
+    let position = |name: &str| patch.iter().position(|(k, _)| k == name);
+    let mut kept = 0usize;
+    let mut size = 0usize;
+    for (name, value) in sec.members() {
+        if name == METADATA || name == VERSION {
+            continue;
+        }
+        let now_value = match position(name) {
+            Some(i) => {
+                in_sec[i] = true;
+                patch
+                    .at(i)
+                    .map(|(_, v)| v)
+                    .filter(|v| !matches!(v, Doc::Null))
+            }
+            None => {
+                kept += 1;
+                if !name.starts_with('$') {
+                    size += text_size(name) + packed_size(value);
+                }
+                continue;
+            }
+        };
+        if let Some(v) = now_value {
+            kept += 1;
+            size += text_size(name) + value_size(v);
+        }
+    }
+    let mut added = 0usize;
+    for (i, (k, v)) in patch.iter().enumerate() {
+        if !in_sec[i] && !matches!(v, Doc::Null) {
+            added += 1;
+            size += text_size(k) + value_size(v);
+        }
+    }
+    if size > MAX_REPORTED_BYTES {
+        return Some(Err(size_error(REPORTED, size, MAX_REPORTED_BYTES)));
+    }
+    if let Err(e) = precondition {
+        return Some(Err(e));
+    }
+    let mut meta_count = 0usize;
+    let mut dated = false;
+    for (name, _) in meta.members() {
+        match position(name) {
+            Some(i) => {
+                in_meta[i] = true;
+                if !matches!(patch.at(i), Some((_, Doc::Null))) {
+                    meta_count += 1;
+                }
+            }
+            None => {
+                dated |= name == LAST_UPDATED;
+                meta_count += 1;
+            }
+        }
+    }
+    meta_count += usize::from(!dated);
+    for (i, (_, v)) in patch.iter().enumerate() {
+        if !in_meta[i] && !matches!(v, Doc::Null) {
+            meta_count += 1;
+        }
+    }
+
+    let etag = etag_for_version(version);
+    let leaf_meta = |out: &mut Vec<u8>| -> Option<()> {
+        let at = packed::open(out, packed::OBJ, 1);
+        packed::pack_name(LAST_UPDATED, out);
+        packed::pack_str(now, out);
+        packed::close(out, at)
+    };
+    let write_meta = |out: &mut Vec<u8>| -> Option<()> {
+        let at = packed::open(out, packed::OBJ, meta_count);
+        for (bytes, name, _) in meta.member_bytes() {
+            if name == LAST_UPDATED {
+                packed::pack_name(name, out);
+                packed::pack_str(now, out);
+                continue;
+            }
+            match patch.get(name) {
+                Some(Doc::Null) => {}
+                Some(_) => {
+                    packed::pack_name(name, out);
+                    leaf_meta(out)?;
+                }
+                None => out.extend_from_slice(bytes),
+            }
+        }
+        if !dated {
+            packed::pack_name(LAST_UPDATED, out);
+            packed::pack_str(now, out);
+        }
+        for (i, (k, v)) in patch.iter().enumerate() {
+            if !in_meta[i] && !matches!(v, Doc::Null) {
+                packed::pack_name(k, out);
+                leaf_meta(out)?;
+            }
+        }
+        packed::close(out, at)
+    };
+    let write_sec = |out: &mut Vec<u8>| -> Option<()> {
+        let at = packed::open(out, packed::OBJ, kept + added + 2);
+        for (bytes, name, _) in sec.member_bytes() {
+            if name == METADATA || name == VERSION {
+                continue;
+            }
+            match patch.get(name) {
+                Some(Doc::Null) => {}
+                Some(v) => {
+                    packed::pack_name(name, out);
+                    packed::pack_into(v, out)?;
+                }
+                None => out.extend_from_slice(bytes),
+            }
+        }
+        for (i, (k, v)) in patch.iter().enumerate() {
+            if !in_sec[i] && !matches!(v, Doc::Null) {
+                packed::pack_name(k, out);
+                packed::pack_into(v, out)?;
+            }
+        }
+        packed::pack_name(METADATA, out);
+        write_meta(out)?;
+        packed::pack_name(VERSION, out);
+        packed::pack_number(sec_version as f64, None, out);
+        packed::close(out, at)
+    };
+    let write_props = |out: &mut Vec<u8>| -> Option<()> {
+        let at = packed::open(out, packed::OBJ, props.len());
+        for (bytes, name, _) in props.member_bytes() {
+            if name == "reported" {
+                packed::pack_name(name, out);
+                write_sec(out)?;
+            } else {
+                out.extend_from_slice(bytes);
+            }
+        }
+        packed::close(out, at)
+    };
+    let root_count =
+        root.len() + usize::from(version_node.is_none()) + usize::from(etag_node.is_none());
+    Some(Ok(Packed::build(|out| {
+        let at = packed::open(out, packed::OBJ, root_count);
+        for (bytes, name, _) in root.member_bytes() {
+            match name {
+                "version" => {
+                    packed::pack_name(name, out);
+                    packed::pack_number(version as f64, None, out);
+                }
+                "etag" => {
+                    packed::pack_name(name, out);
+                    packed::pack_str(&etag, out);
+                }
+                "properties" => {
+                    packed::pack_name(name, out);
+                    write_props(out)?;
+                }
+                _ => out.extend_from_slice(bytes),
+            }
+        }
+        if version_node.is_none() {
+            packed::pack_name("version", out);
+            packed::pack_number(version as f64, None, out);
+        }
+        if etag_node.is_none() {
+            packed::pack_name("etag", out);
+            packed::pack_str(&etag, out);
+        }
+        packed::close(out, at)
+    })))
+}
+
+/// Member `name` of a packed object.
+fn packed_member<'a>(o: PackedRef<'a>, name: &str) -> Option<PackedRef<'a>> {
+    o.members().find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Member `name` of a packed object, if it is an object.
+fn object_member<'a>(o: PackedRef<'a>, name: &str) -> Option<PackedRef<'a>> {
+    if o.kind() != Kind::Object {
+        return None;
+    }
+    packed_member(o, name).filter(|v| v.kind() == Kind::Object)
+}
+
+/// [`read_version`] of a packed node.
+fn packed_version(d: Option<PackedRef<'_>>) -> u64 {
+    match d
+        .filter(|n| n.kind() == Kind::Number)
+        .and_then(Node::as_f64)
+    {
+        Some(v) if v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 => v as u64,
+        _ => 0,
+    }
+}
+
+/// [`value_size`] of a packed node.
+fn packed_size(v: PackedRef<'_>) -> usize {
+    match v.kind() {
+        Kind::Null => 0,
+        Kind::Bool => 4,
+        Kind::Number => 8,
+        Kind::String => text_size(v.as_str().unwrap_or("")),
+        Kind::Array => v.elements().map(packed_size).sum(),
+        Kind::Object => v
+            .members()
+            .map(|(k, m)| text_size(k) + packed_size(m))
+            .sum(),
+    }
 }
 
 fn not_a_twin() -> HubError {
@@ -1061,6 +1354,212 @@ fn text_size(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const NOW: &str = "2026-11-28T10:00:00.0000000Z";
+
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            prop::sample::select(vec![
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "21.50",
+                "1e3",
+                "7",
+                "-3.25",
+                "\"on\"",
+                "\"\"",
+                "\"caf\\u00e9\"",
+                "\"a\\u0001b\"",
+            ])
+            .prop_map(str::to_string),
+            Just(format!("\"{}\"", "x".repeat(4000))),
+            // 16,000 bytes by the section rule: two or three of them pass the limit.
+            Just(format!(
+                "[{}]",
+                vec![format!("\"{}\"", "y".repeat(4000)); 4].join(",")
+            )),
+        ];
+        leaf.prop_recursive(2, 12, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(
+                    (prop::sample::select(vec!["p", "q", "$lastUpdated"]), inner),
+                    0..3
+                )
+                .prop_map(|kv: Vec<(&str, String)>| object(&kv)),
+            ]
+        })
+    }
+
+    fn object(members: &[(&str, String)]) -> String {
+        let body: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap_or_default()))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    /// Unique names, as a twin's objects have them (the first of a repeated name kept).
+    fn unique<T: Clone>(members: Vec<(&'static str, T)>) -> Vec<(&'static str, T)> {
+        let mut out: Vec<(&'static str, T)> = Vec::new();
+        for (k, v) in members {
+            if !out.iter().any(|(o, _)| *o == k) {
+                out.push((k, v));
+            }
+        }
+        out
+    }
+
+    const NAMES: [&str; 8] = ["temp", "battery", "mode", "a", "b", "c", "d", "e"];
+
+    /// Twins in the usual shape and around it: `version`, `etag`, `$version` missing or odd,
+    /// `$metadata` with and without dates, entries that are not objects, legacy `$` members,
+    /// member orders of every kind.
+    fn twin() -> impl Strategy<Value = String> {
+        let scalar = prop::sample::select(vec!["3", "0", "-1", "1.5", "\"7\"", "1e3"]);
+        let section = prop::collection::vec(
+            (
+                prop::sample::select(
+                    NAMES
+                        .to_vec()
+                        .into_iter()
+                        .chain(["$etag"])
+                        .collect::<Vec<_>>(),
+                ),
+                value(),
+            ),
+            0..6,
+        );
+        let meta = prop::collection::vec(
+            (
+                prop::sample::select(
+                    NAMES
+                        .to_vec()
+                        .into_iter()
+                        .chain(["$lastUpdated", "$lastUpdatedVersion"])
+                        .collect::<Vec<_>>(),
+                ),
+                prop_oneof![
+                    Just(r#"{"$lastUpdated":"2020-01-01T00:00:00Z"}"#.to_string()),
+                    Just(
+                        r#"{"$lastUpdated":"2020-01-01T00:00:00Z","x":{"$lastUpdated":"2020"}}"#
+                            .to_string()
+                    ),
+                    Just("\"2020-01-01T00:00:00Z\"".to_string()),
+                    Just("5".to_string()),
+                ],
+            ),
+            0..6,
+        );
+        (
+            section,
+            meta,
+            prop::option::of(scalar.clone()),
+            prop::option::of(scalar.clone()),
+            prop::option::of(prop::sample::select(vec!["\"AAAAAAAAAAE=\"", "7"])),
+            0..4usize,
+            0..3usize,
+        )
+            .prop_map(
+                |(members, meta, sec_version, version, etag, meta_at, order)| {
+                    let mut sec: Vec<(&str, String)> = unique(members);
+                    let at = meta_at.min(sec.len());
+                    sec.insert(at, ("$metadata", object(&unique(meta))));
+                    if let Some(v) = sec_version {
+                        sec.push(("$version", v.to_string()));
+                    }
+                    let props = object(&[
+                        (
+                            "desired",
+                            r#"{"$metadata":{"$lastUpdated":"2020"},"$version":1}"#.into(),
+                        ),
+                        ("reported", object(&sec)),
+                    ]);
+                    let mut root: Vec<(&str, String)> = vec![("deviceId", "\"d1\"".into())];
+                    if let Some(v) = version {
+                        root.push(("version", v.to_string()));
+                    }
+                    root.push(("tags", r#"{"x":1}"#.into()));
+                    root.push(("properties", props));
+                    if let Some(e) = etag {
+                        root.insert(order.min(root.len()), ("etag", e.to_string()));
+                    }
+                    object(&root)
+                },
+            )
+    }
+
+    /// Reported patches: existing and new names, `null`s, arrays, long strings (past the
+    /// section limit when several meet), names the rules refuse, and now and then an object
+    /// (which the packed write leaves to the tree).
+    fn patch() -> impl Strategy<Value = String> {
+        let name = prop::sample::select(
+            NAMES
+                .to_vec()
+                .into_iter()
+                .chain(["$x", "a.b", "f", "g", "h"])
+                .collect::<Vec<_>>(),
+        );
+        prop::collection::vec(
+            (
+                name,
+                prop_oneof![8 => value(), 1 => Just(r#"{"p":1}"#.to_string())],
+            ),
+            0..9,
+        )
+        .prop_map(|kv| object(&unique(kv)))
+    }
+
+    fn if_match() -> impl Strategy<Value = Option<&'static str>> {
+        prop::option::of(prop::sample::select(vec![
+            "*",
+            "\"AAAAAAAAAAE=\"",
+            "AAAAAAAAAAI=",
+        ]))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn reported_patches_made_packed_equal_the_tree_rules(
+            twin in twin(),
+            patch in patch(),
+            if_match in if_match(),
+        ) {
+            let twin = Doc::parse(&twin).expect("generated twin");
+            let patch = Doc::parse(&patch).expect("generated patch");
+            let update = Update::PatchReported(&patch);
+            let packed = Packed::pack(&twin);
+            let tree = apply(&twin, &update, if_match, NOW);
+            let reported = twin.get_path(&["properties", "reported"]);
+            let usual = reported.and_then(|r| r.as_object()).is_some_and(|r| {
+                matches!(r.get(METADATA), Some(Doc::Object(_)))
+            });
+            match apply_packed(&packed, &update, if_match, NOW) {
+                None => prop_assert!(
+                    !usual || !packed_write(&update),
+                    "a reported patch of leaves on a usual twin was left to the tree"
+                ),
+                Some(Ok(p)) => {
+                    let done = tree.map_err(|e| TestCaseError::fail(format!("tree refused: {e}")))?;
+                    prop_assert_eq!(p, Packed::pack(&done.twin));
+                }
+                Some(Err(e)) => match tree {
+                    Ok(_) => prop_assert!(false, "packed refused what the tree took: {e}"),
+                    Err(t) => {
+                        prop_assert_eq!(e.code, t.code);
+                        prop_assert_eq!(e.message, t.message);
+                    }
+                },
+            }
+        }
+    }
 
     #[test]
     fn timestamp_has_seven_fraction_digits() {
