@@ -193,14 +193,15 @@ impl Doc {
         Doc::Object(Object::new())
     }
 
-    /// Parses JSON text.
+    /// Parses JSON text: the same tree as [`Doc::from_json`] of the `serde_json` value of the
+    /// text (a repeated member name keeps its first position and its last value; numbers
+    /// keep the text `serde_json` gives them), built without the value in between.
     pub fn parse(text: &str) -> Result<Doc, JsonError> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| JsonError {
+        serde_json::from_str(text).map_err(|e| JsonError {
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
-        })?;
-        Ok(Doc::from_json(&v))
+        })
     }
 
     /// Converts a `serde_json` value.
@@ -455,9 +456,191 @@ impl<'a> Node<'a> for &'a Doc {
     }
 }
 
+/// A number as [`Doc::from_json`] takes it from a `serde_json` number.
+fn json_number(n: serde_json::Number) -> Doc {
+    Doc::Number(Number::from_text(
+        n.as_f64().unwrap_or(f64::NAN),
+        &n.to_string(),
+    ))
+}
+
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(DocVisitor)
+    }
+}
+
+struct DocVisitor;
+
+/// Objects with more members than this find repeated names through a hash map.
+const LINEAR_MEMBERS: usize = 32;
+
+impl<'de> serde::de::Visitor<'de> for DocVisitor {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Doc, E> {
+        Ok(Doc::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Doc, E> {
+        Ok(json_number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Doc, E> {
+        Ok(json_number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Doc, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Doc::Null, json_number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Doc, E> {
+        Ok(Doc::String(v.into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Doc, E> {
+        Ok(Doc::String(v.into_boxed_str()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Doc, E> {
+        Ok(Doc::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(DocVisitor)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+        let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
+        while let Some(e) = a.next_element::<Doc>()? {
+            out.push(e);
+        }
+        Ok(Doc::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Doc, A::Error> {
+        let mut o = Object::new();
+        let mut index: Option<std::collections::HashMap<Arc<str>, usize>> = None;
+        while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+            let v: Doc = a.next_value()?;
+            if o.members.len() == LINEAR_MEMBERS && index.is_none() {
+                index = Some(
+                    o.members
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, _))| (name.clone(), i))
+                        .collect(),
+                );
+            }
+            match &mut index {
+                None => {
+                    o.insert(&k, v);
+                }
+                Some(index) => match index.get(&*k) {
+                    Some(&i) => o.members[i].1 = v,
+                    None => {
+                        let name: Arc<str> = k.as_ref().into();
+                        index.insert(name.clone(), o.members.len());
+                        o.members.push((name, v));
+                    }
+                },
+            }
+        }
+        Ok(Doc::Object(o))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = String> {
+        let leaf = prop::sample::select(vec![
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "21.5",
+            "21.50",
+            "1e3",
+            "1E+2",
+            "-0.0",
+            "3.0",
+            "9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "123456789012345678901234567890",
+            "0.1",
+            "5e-324",
+            "1.7976931348623157e308",
+            "\"\"",
+            "\"a\"",
+            "\"caf\\u00e9\"",
+            "\"tab\\t\"",
+        ])
+        .prop_map(str::to_string);
+        leaf.prop_recursive(3, 64, 40, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                // Up to 40 members of 26 names: repeated names, and past the linear search.
+                prop::collection::vec(("[a-z]", inner), 0..40).prop_map(|kv| {
+                    let body: Vec<String> =
+                        kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_trees_equal_the_trees_of_serde_values(text in json()) {
+            let value: serde_json::Value = serde_json::from_str(&text).expect("generated JSON");
+            let parsed = Doc::parse(&text).expect("generated JSON");
+            prop_assert_eq!(&parsed, &Doc::from_json(&value));
+            prop_assert_eq!(parsed.to_json_string(), Doc::from_json(&value).to_json_string());
+        }
+    }
+
+    #[test]
+    fn names_repeated_in_large_objects_keep_their_first_place() {
+        // 40 distinct names, then repeats of the 3rd and the 35th: past the linear search.
+        let mut members: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        members.push("\"k2\":\"late\"".into());
+        members.push("\"k34\":null".into());
+        let text = format!("{{{}}}", members.join(","));
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let parsed = Doc::parse(&text).expect("json");
+        assert_eq!(parsed, Doc::from_json(&value));
+        let o = parsed.as_object().expect("object");
+        assert_eq!(o.len(), 40);
+        assert_eq!(o.at(2), Some(("k2", &Doc::String("late".into()))));
+        assert_eq!(o.at(34), Some(("k34", &Doc::Null)));
+    }
+
+    #[test]
+    fn parse_errors_carry_serde_positions() {
+        let e = Doc::parse("{\"a\":\n  [1,}").expect_err("invalid");
+        assert_eq!((e.line, e.column), (2, 6));
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(
+            Doc::parse(&deep).is_err(),
+            "serde_json's recursion limit holds"
+        );
+    }
 
     #[test]
     fn parse_and_write_keep_order() {

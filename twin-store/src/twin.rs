@@ -155,20 +155,28 @@ impl HubError {
 /// The current time as IoT Hub writes it: ISO-8601 UTC with 7 fractional digits, e.g.
 /// `2026-11-27T05:59:35.1234567Z`.
 pub fn timestamp_now() -> String {
+    format_timestamp(chrono::Utc::now())
+}
+
+/// `t` as [`timestamp_now`] writes it (every write dates itself: no formatting machinery).
+fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    let t = chrono::Utc::now();
+    fn digits(b: &mut [u8], at: usize, width: usize, mut v: u32) {
+        for slot in b[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    let mut b = *b"0000-00-00T00:00:00.0000000Z";
+    digits(&mut b, 0, 4, t.year().clamp(0, 9999) as u32);
+    digits(&mut b, 5, 2, t.month());
+    digits(&mut b, 8, 2, t.day());
+    digits(&mut b, 11, 2, t.hour());
+    digits(&mut b, 14, 2, t.minute());
+    digits(&mut b, 17, 2, t.second());
     // A leap second shows as nanoseconds ≥ 10^9; keep the text well formed.
-    let ticks = t.nanosecond().min(999_999_999) / 100;
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        ticks
-    )
+    digits(&mut b, 20, 7, t.nanosecond().min(999_999_999) / 100);
+    b.iter().map(|&c| char::from(c)).collect()
 }
 
 /// The etag of twin version `v`: base64 of the 8-byte big-endian integer, so version 7 is
@@ -1559,6 +1567,22 @@ mod tests {
                 },
             }
         }
+    }
+
+    #[test]
+    fn timestamps_are_written_as_iot_hub_writes_them() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 7, 5, 9, 3)
+            .single()
+            .expect("a time")
+            + chrono::Duration::nanoseconds(123_456_789);
+        assert_eq!(format_timestamp(t), "2026-01-07T05:09:03.1234567Z");
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("a leap second")
+            .and_utc();
+        assert_eq!(format_timestamp(leap), "2016-12-31T23:59:59.9999999Z");
     }
 
     #[test]
