@@ -6,7 +6,7 @@
 //! allocation instead of one per node and string), is freed with one call, and is read by
 //! queries through [`PackedRef`], a [`Node`] like any other.
 //!
-//! A device's reported patch of leaves is made on the packed bytes
+//! A device's reported patch is made on the packed bytes
 //! ([`twin::apply_packed`](crate::twin::apply_packed)): the members it does not name are
 //! copied whole, and a loaded twin is first packed straight from its tape
 //! ([`Packed::from_tape`]). Any other write copies the twin into an owned [`Doc`] tree,
@@ -257,6 +257,14 @@ fn recount(out: &mut Vec<u8>, at: usize, listed: usize, kept: usize) {
     let mut count = Vec::new();
     put_varint(&mut count, kept as u64);
     out.splice(start..start + varint_len(listed as u64), count);
+}
+
+/// Closes a container [`open`]ed with a count of 0 that holds `count` elements or members.
+pub(crate) fn finish(out: &mut Vec<u8>, at: usize, count: usize) -> Option<()> {
+    if count != 0 {
+        recount(out, at, 0, count);
+    }
+    close(out, at)
 }
 
 /// Fills in the body length of the container whose placeholder is at `at`.

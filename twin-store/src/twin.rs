@@ -1007,21 +1007,17 @@ pub fn apply_owned(
 }
 
 /// Whether [`apply_packed`] can make `update` (on a twin of the usual shape): a merge patch
-/// of reported properties whose members are not objects.
+/// of reported properties.
 pub fn packed_write(update: &Update<'_>) -> bool {
-    match update {
-        Update::PatchReported(Doc::Object(p)) => {
-            p.iter().all(|(_, v)| !matches!(v, Doc::Object(_)))
-        }
-        _ => false,
-    }
+    matches!(update, Update::PatchReported(Doc::Object(_)))
 }
 
 /// [`apply`] on a packed twin, made on the packed bytes without a tree, for the write a
-/// device sends most: a reported-properties merge patch whose members are not objects, on a
-/// twin whose `properties.reported` and its `$metadata` are objects. Returns `None` for any
-/// other write or twin (the caller unpacks and calls [`apply_owned`]); otherwise exactly
-/// what packing `apply`'s twin gives, or the error `apply` gives.
+/// device sends most: a reported-properties merge patch, on a twin whose
+/// `properties.reported` and its `$metadata` are objects, and whose `$metadata` entries are
+/// objects wherever the patch merges an object into an object. Returns `None` for any other
+/// write or twin (the caller unpacks and calls [`apply_owned`]); otherwise exactly what
+/// packing `apply`'s twin gives, or the error `apply` gives.
 ///
 /// Every member the patch does not name is copied as bytes; the patched members, their
 /// `$metadata` entries, the section's `$version` and the twin's `version` and `etag` are
@@ -1035,9 +1031,6 @@ pub fn apply_packed(
     let Update::PatchReported(Doc::Object(patch)) = *update else {
         return None;
     };
-    if !packed_write(update) {
-        return None;
-    }
     let root = twin.root();
     if root.kind() != Kind::Object {
         return None;
@@ -1071,45 +1064,71 @@ pub fn apply_packed(
     };
     let version = packed_version(version_node) + 1;
     let sec_version = packed_version(sec_version_node) + 1;
+    let etag = etag_for_version(version);
+    let st = Stamp { now, version: None };
 
-    // Which patch members the section and its metadata hold already, and the section's
-    // size after the write.
-    let mut in_sec = vec![false; patch.len()];
-    let mut in_meta = vec![false; patch.len()];
-    let position = |name: &str| patch.iter().position(|(k, _)| k == name);
-    let mut kept = 0usize;
     let mut size = 0usize;
-    for (name, value) in sec.members() {
-        if name == METADATA || name == VERSION {
-            continue;
-        }
-        let now_value = match position(name) {
-            Some(i) => {
-                in_sec[i] = true;
-                patch
-                    .at(i)
-                    .map(|(_, v)| v)
-                    .filter(|v| !matches!(v, Doc::Null))
-            }
-            None => {
-                kept += 1;
-                if !name.starts_with('$') {
-                    size += text_size(name) + packed_size(value);
+    let mut declined = false;
+    let packed = Packed::build(|out| {
+        let mut merged = || -> Option<()> {
+            let at = packed::open(out, packed::OBJ, 0);
+            let mut count = 0;
+            for (bytes, name, value) in root.member_bytes() {
+                count += 1;
+                match name {
+                    "version" => {
+                        packed::pack_name(name, out);
+                        packed::pack_number(version as f64, None, out);
+                    }
+                    "etag" => {
+                        packed::pack_name(name, out);
+                        packed::pack_str(&etag, out);
+                    }
+                    "properties" => {
+                        packed::pack_name(name, out);
+                        let at = packed::open(out, packed::OBJ, 0);
+                        let mut n = 0;
+                        for (bytes, name, _) in value.member_bytes() {
+                            n += 1;
+                            if name != "reported" {
+                                out.extend_from_slice(bytes);
+                                continue;
+                            }
+                            packed::pack_name(name, out);
+                            let at = packed::open(out, packed::OBJ, 0);
+                            let mut meta_out = Vec::new();
+                            let (members, s) =
+                                merge_packed(sec, meta, patch, true, &st, out, &mut meta_out)?;
+                            size = s;
+                            packed::pack_name(METADATA, out);
+                            out.extend_from_slice(&meta_out);
+                            packed::pack_name(VERSION, out);
+                            packed::pack_number(sec_version as f64, None, out);
+                            packed::finish(out, at, members + 2)?;
+                        }
+                        packed::finish(out, at, n)?;
+                    }
+                    _ => out.extend_from_slice(bytes),
                 }
-                continue;
             }
+            if version_node.is_none() {
+                count += 1;
+                packed::pack_name("version", out);
+                packed::pack_number(version as f64, None, out);
+            }
+            if etag_node.is_none() {
+                count += 1;
+                packed::pack_name("etag", out);
+                packed::pack_str(&etag, out);
+            }
+            packed::finish(out, at, count)
         };
-        if let Some(v) = now_value {
-            kept += 1;
-            size += text_size(name) + value_size(v);
-        }
-    }
-    let mut added = 0usize;
-    for (i, (k, v)) in patch.iter().enumerate() {
-        if !in_sec[i] && !matches!(v, Doc::Null) {
-            added += 1;
-            size += text_size(k) + value_size(v);
-        }
+        let done = merged();
+        declined = done.is_none();
+        done
+    });
+    if declined {
+        return None;
     }
     if size > MAX_REPORTED_BYTES {
         return Some(Err(size_error(REPORTED, size, MAX_REPORTED_BYTES)));
@@ -1117,135 +1136,150 @@ pub fn apply_packed(
     if let Err(e) = precondition {
         return Some(Err(e));
     }
-    let mut meta_count = 0usize;
-    let mut dated = false;
-    for (name, _) in meta.members() {
-        match position(name) {
-            Some(i) => {
-                in_meta[i] = true;
-                if !matches!(patch.at(i), Some((_, Doc::Null))) {
-                    meta_count += 1;
-                }
+    Some(Ok(packed))
+}
+
+/// [`merge`] of `patch` into the packed object `target` whose metadata object is `meta`:
+/// writes the merged object's members to `out` and its whole metadata object to `meta_out`;
+/// returns the number of members written and the merged object's size (by
+/// [`object_size`]; `root` for a section, whose `$metadata` and `$version` are left out,
+/// for the caller to write). `None` where the tree rules would rebuild metadata (an object
+/// merged into an object whose metadata entry is not one).
+fn merge_packed(
+    target: PackedRef<'_>,
+    meta: PackedRef<'_>,
+    patch: &Object,
+    root: bool,
+    st: &Stamp<'_>,
+    out: &mut Vec<u8>,
+    meta_out: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let position = |name: &str| patch.iter().position(|(k, _)| k == name);
+    // Per patch member: whether the target has it, whether its metadata entry was placed,
+    // and where in `entries` its new metadata entry is (none for `null`).
+    #[derive(Clone, Copy, Default)]
+    struct Seen {
+        in_target: bool,
+        placed: bool,
+        entry: Option<(usize, usize)>,
+    }
+    let mut seen = vec![Seen::default(); patch.len()];
+    let mut entries: Vec<u8> = Vec::new();
+    let (mut count, mut size) = (0usize, 0usize);
+    // A value the patch sets whole: written with its name; its metadata entry goes to
+    // `entries`. Returns the entry's place and the member's size.
+    let write_new = |name: &str,
+                     pv: &Doc,
+                     out: &mut Vec<u8>,
+                     entries: &mut Vec<u8>|
+     -> Option<((usize, usize), usize)> {
+        let start = entries.len();
+        packed::pack_name(name, out);
+        let v_size = match pv {
+            Doc::Object(po) => {
+                let v = strip_nulls(po);
+                packed::pack_into(&Doc::Object(st.tree(&v)), entries)?;
+                let v_size = object_size(&v, false);
+                packed::pack_into(&Doc::Object(v), out)?;
+                v_size
             }
-            None => {
-                dated |= name == LAST_UPDATED;
-                meta_count += 1;
+            leaf => {
+                packed::pack_into(leaf, out)?;
+                let at = packed::open(entries, packed::OBJ, 1);
+                packed::pack_name(LAST_UPDATED, entries);
+                packed::pack_str(st.now, entries);
+                packed::close(entries, at)?;
+                value_size(leaf)
+            }
+        };
+        Some(((start, entries.len()), text_size(name) + v_size))
+    };
+    for (bytes, name, value) in target.member_bytes() {
+        if root && (name == METADATA || name == VERSION) {
+            continue;
+        }
+        let Some(i) = position(name) else {
+            count += 1;
+            if !(root && name.starts_with('$')) {
+                size += text_size(name) + packed_size(value);
+            }
+            out.extend_from_slice(bytes);
+            continue;
+        };
+        seen[i].in_target = true;
+        let pv = patch.at(i).map(|(_, v)| v)?;
+        match pv {
+            Doc::Null => {}
+            Doc::Object(po) if value.kind() == Kind::Object => {
+                let mk = object_member(meta, name)?;
+                packed::pack_name(name, out);
+                let at = packed::open(out, packed::OBJ, 0);
+                let start = entries.len();
+                let (n, s) = merge_packed(value, mk, po, false, st, out, &mut entries)?;
+                packed::finish(out, at, n)?;
+                seen[i].entry = Some((start, entries.len()));
+                count += 1;
+                size += text_size(name) + s;
+            }
+            _ => {
+                let (entry, s) = write_new(name, pv, out, &mut entries)?;
+                seen[i].entry = Some(entry);
+                count += 1;
+                size += s;
             }
         }
     }
-    meta_count += usize::from(!dated);
-    for (i, (_, v)) in patch.iter().enumerate() {
-        if !in_meta[i] && !matches!(v, Doc::Null) {
-            meta_count += 1;
+    for (i, (k, pv)) in patch.iter().enumerate() {
+        if !seen[i].in_target && !matches!(pv, Doc::Null) {
+            let (entry, s) = write_new(k, pv, out, &mut entries)?;
+            seen[i].entry = Some(entry);
+            count += 1;
+            size += s;
         }
     }
 
-    let etag = etag_for_version(version);
-    let leaf_meta = |out: &mut Vec<u8>| -> Option<()> {
-        let at = packed::open(out, packed::OBJ, 1);
-        packed::pack_name(LAST_UPDATED, out);
-        packed::pack_str(now, out);
-        packed::close(out, at)
-    };
-    let write_meta = |out: &mut Vec<u8>| -> Option<()> {
-        let at = packed::open(out, packed::OBJ, meta_count);
-        for (bytes, name, _) in meta.member_bytes() {
-            if name == LAST_UPDATED {
-                packed::pack_name(name, out);
-                packed::pack_str(now, out);
-                continue;
+    // The metadata object: dated now, entries of patched members replaced in place (or
+    // appended after the date), deleted members' entries gone.
+    let at = packed::open(meta_out, packed::OBJ, 0);
+    let mut n = 0;
+    let mut dated = false;
+    for (bytes, name, _) in meta.member_bytes() {
+        if name == LAST_UPDATED {
+            dated = true;
+            n += 1;
+            packed::pack_name(name, meta_out);
+            packed::pack_str(st.now, meta_out);
+            continue;
+        }
+        match position(name) {
+            None => {
+                n += 1;
+                meta_out.extend_from_slice(bytes);
             }
-            match patch.get(name) {
-                Some(Doc::Null) => {}
-                Some(_) => {
-                    packed::pack_name(name, out);
-                    leaf_meta(out)?;
+            Some(i) => {
+                seen[i].placed = true;
+                if let Some((from, to)) = seen[i].entry {
+                    n += 1;
+                    packed::pack_name(name, meta_out);
+                    meta_out.extend_from_slice(entries.get(from..to)?);
                 }
-                None => out.extend_from_slice(bytes),
             }
         }
-        if !dated {
-            packed::pack_name(LAST_UPDATED, out);
-            packed::pack_str(now, out);
+    }
+    if !dated {
+        n += 1;
+        packed::pack_name(LAST_UPDATED, meta_out);
+        packed::pack_str(st.now, meta_out);
+    }
+    for (i, (k, _)) in patch.iter().enumerate() {
+        if let (false, Some((from, to))) = (seen[i].placed, seen[i].entry) {
+            n += 1;
+            packed::pack_name(k, meta_out);
+            meta_out.extend_from_slice(entries.get(from..to)?);
         }
-        for (i, (k, v)) in patch.iter().enumerate() {
-            if !in_meta[i] && !matches!(v, Doc::Null) {
-                packed::pack_name(k, out);
-                leaf_meta(out)?;
-            }
-        }
-        packed::close(out, at)
-    };
-    let write_sec = |out: &mut Vec<u8>| -> Option<()> {
-        let at = packed::open(out, packed::OBJ, kept + added + 2);
-        for (bytes, name, _) in sec.member_bytes() {
-            if name == METADATA || name == VERSION {
-                continue;
-            }
-            match patch.get(name) {
-                Some(Doc::Null) => {}
-                Some(v) => {
-                    packed::pack_name(name, out);
-                    packed::pack_into(v, out)?;
-                }
-                None => out.extend_from_slice(bytes),
-            }
-        }
-        for (i, (k, v)) in patch.iter().enumerate() {
-            if !in_sec[i] && !matches!(v, Doc::Null) {
-                packed::pack_name(k, out);
-                packed::pack_into(v, out)?;
-            }
-        }
-        packed::pack_name(METADATA, out);
-        write_meta(out)?;
-        packed::pack_name(VERSION, out);
-        packed::pack_number(sec_version as f64, None, out);
-        packed::close(out, at)
-    };
-    let write_props = |out: &mut Vec<u8>| -> Option<()> {
-        let at = packed::open(out, packed::OBJ, props.len());
-        for (bytes, name, _) in props.member_bytes() {
-            if name == "reported" {
-                packed::pack_name(name, out);
-                write_sec(out)?;
-            } else {
-                out.extend_from_slice(bytes);
-            }
-        }
-        packed::close(out, at)
-    };
-    let root_count =
-        root.len() + usize::from(version_node.is_none()) + usize::from(etag_node.is_none());
-    Some(Ok(Packed::build(|out| {
-        let at = packed::open(out, packed::OBJ, root_count);
-        for (bytes, name, _) in root.member_bytes() {
-            match name {
-                "version" => {
-                    packed::pack_name(name, out);
-                    packed::pack_number(version as f64, None, out);
-                }
-                "etag" => {
-                    packed::pack_name(name, out);
-                    packed::pack_str(&etag, out);
-                }
-                "properties" => {
-                    packed::pack_name(name, out);
-                    write_props(out)?;
-                }
-                _ => out.extend_from_slice(bytes),
-            }
-        }
-        if version_node.is_none() {
-            packed::pack_name("version", out);
-            packed::pack_number(version as f64, None, out);
-        }
-        if etag_node.is_none() {
-            packed::pack_name("etag", out);
-            packed::pack_str(&etag, out);
-        }
-        packed::close(out, at)
-    })))
+    }
+    packed::finish(meta_out, at, n)?;
+    Some((count, size))
 }
 
 /// Member `name` of a packed object.
@@ -1458,6 +1492,8 @@ mod tests {
                         r#"{"$lastUpdated":"2020-01-01T00:00:00Z","x":{"$lastUpdated":"2020"}}"#
                             .to_string()
                     ),
+                    Just(r#"{"$lastUpdated":"2020","p":{"$lastUpdated":"2020","q":{"$lastUpdated":"2020"}},"q":5}"#.to_string()),
+                    Just(r#"{"q":{"$lastUpdated":"2020"},"p":{"p":{}}}"#.to_string()),
                     Just("\"2020-01-01T00:00:00Z\"".to_string()),
                     Just("5".to_string()),
                 ],
@@ -1513,14 +1549,43 @@ mod tests {
                 .chain(["$x", "a.b", "f", "g", "h"])
                 .collect::<Vec<_>>(),
         );
-        prop::collection::vec(
-            (
-                name,
-                prop_oneof![8 => value(), 1 => Just(r#"{"p":1}"#.to_string())],
-            ),
-            0..9,
+        let nested =
+            prop::collection::vec((prop::sample::select(vec!["p", "q", "r"]), value()), 0..4)
+                .prop_map(|kv| object(&unique(kv)));
+        prop::collection::vec((name, prop_oneof![5 => value(), 2 => nested]), 0..9)
+            .prop_map(|kv| object(&unique(kv)))
+    }
+
+    /// Whether every object `patch` merges into an object of `target` has an object as its
+    /// metadata entry in `meta`, at every depth (else the tree rules rebuild the entry).
+    fn metadata_kept(target: &Object, meta: &Object, patch: &Object) -> bool {
+        patch.iter().all(|(k, v)| match (v, target.get(k)) {
+            (Doc::Object(p), Some(Doc::Object(t))) => match meta.get(k) {
+                Some(Doc::Object(m)) => metadata_kept(t, m, p),
+                _ => false,
+            },
+            _ => true,
+        })
+    }
+
+    #[test]
+    fn a_new_object_in_a_packed_patch_loses_its_nulls() {
+        let twin = Doc::parse(
+            r#"{"deviceId":"d","properties":{"reported":{"a":{"x":1},"$metadata":{"a":{"x":{}}}}}}"#,
         )
-        .prop_map(|kv| object(&unique(kv)))
+        .expect("twin");
+        for text in [
+            r#"{"f":{"p":null,"q":{"r":null,"s":[null]}}}"#,
+            r#"{"a":{"x":null,"y":{"z":null}}}"#,
+        ] {
+            let patch = Doc::parse(text).expect("patch");
+            let update = Update::PatchReported(&patch);
+            let tree = apply(&twin, &update, None, NOW).expect("tree");
+            let packed = apply_packed(&Packed::pack(&twin), &update, None, NOW)
+                .expect("made packed")
+                .expect("accepted");
+            assert_eq!(packed, Packed::pack(&tree.twin), "{text}");
+        }
     }
 
     fn if_match() -> impl Strategy<Value = Option<&'static str>> {
@@ -1547,12 +1612,15 @@ mod tests {
             let tree = apply(&twin, &update, if_match, NOW);
             let reported = twin.get_path(&["properties", "reported"]);
             let usual = reported.and_then(|r| r.as_object()).is_some_and(|r| {
-                matches!(r.get(METADATA), Some(Doc::Object(_)))
+                match (r.get(METADATA), patch.as_object()) {
+                    (Some(Doc::Object(m)), Some(p)) => metadata_kept(r, m, p),
+                    _ => false,
+                }
             });
             match apply_packed(&packed, &update, if_match, NOW) {
                 None => prop_assert!(
                     !usual || !packed_write(&update),
-                    "a reported patch of leaves on a usual twin was left to the tree"
+                    "a reported patch on a usual twin was left to the tree"
                 ),
                 Some(Ok(p)) => {
                     let done = tree.map_err(|e| TestCaseError::fail(format!("tree refused: {e}")))?;
