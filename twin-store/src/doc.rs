@@ -558,38 +558,51 @@ impl<'de> serde::de::Visitor<'de> for DocVisitor {
     }
 }
 
+/// Number texts for tests: signed zeros, kept text (`21.50`, `1e3`), integers past 2^53 and
+/// past 64 bits, extremes.
+#[cfg(test)]
+pub(crate) const NUMBER_TEXTS: &[&str] = &[
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "-17",
+    "21.5",
+    "21.50",
+    "1e3",
+    "1E+2",
+    "-0.0",
+    "3.0",
+    "0.1",
+    "9007199254740993",
+    "4503599627370496.5",
+    "18446744073709551615",
+    "-9223372036854775808",
+    "123456789012345678901234567890",
+    "5e-324",
+    "1.7976931348623157e308",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn json() -> impl Strategy<Value = String> {
-        let leaf = prop::sample::select(vec![
-            "null",
-            "true",
-            "false",
-            "0",
-            "-0",
-            "1",
-            "-1",
-            "21.5",
-            "21.50",
-            "1e3",
-            "1E+2",
-            "-0.0",
-            "3.0",
-            "9007199254740993",
-            "18446744073709551615",
-            "-9223372036854775808",
-            "123456789012345678901234567890",
-            "0.1",
-            "5e-324",
-            "1.7976931348623157e308",
-            "\"\"",
-            "\"a\"",
-            "\"caf\\u00e9\"",
-            "\"tab\\t\"",
-        ])
+        let leaf = prop::sample::select(
+            [
+                "null",
+                "true",
+                "false",
+                "\"\"",
+                "\"a\"",
+                "\"caf\\u00e9\"",
+                "\"tab\\t\"",
+            ]
+            .into_iter()
+            .chain(NUMBER_TEXTS.iter().copied())
+            .collect::<Vec<_>>(),
+        )
         .prop_map(str::to_string);
         leaf.prop_recursive(3, 64, 40, |inner| {
             prop_oneof![
