@@ -324,7 +324,8 @@ impl Database {
                 (base, doc_id, held, seq)
             };
             let coll = base.store.collection(kind);
-            // A reported patch of leaves is made on the packed twin; any other write on a tree.
+            // A reported patch is made on the packed twin (loaded twins are packed first); any
+            // other write, or a twin whose metadata the rules would rebuild, on a tree.
             let written = match &held {
                 Some(p) => match twin::apply_packed(p, update, if_match, &now) {
                     Some(done) => Written::packed(done?),

@@ -209,10 +209,7 @@ impl Doc {
         match v {
             serde_json::Value::Null => Doc::Null,
             serde_json::Value::Bool(b) => Doc::Bool(*b),
-            serde_json::Value::Number(n) => {
-                let text = n.to_string();
-                Doc::Number(Number::from_text(n.as_f64().unwrap_or(f64::NAN), &text))
-            }
+            serde_json::Value::Number(n) => json_number(n),
             serde_json::Value::String(s) => Doc::String(s.as_str().into()),
             serde_json::Value::Array(a) => Doc::Array(a.iter().map(Doc::from_json).collect()),
             serde_json::Value::Object(o) => Doc::Object(
@@ -457,7 +454,7 @@ impl<'a> Node<'a> for &'a Doc {
 }
 
 /// A number as [`Doc::from_json`] takes it from a `serde_json` number.
-fn json_number(n: serde_json::Number) -> Doc {
+fn json_number(n: &serde_json::Number) -> Doc {
     Doc::Number(Number::from_text(
         n.as_f64().unwrap_or(f64::NAN),
         &n.to_string(),
@@ -487,15 +484,15 @@ impl<'de> serde::de::Visitor<'de> for DocVisitor {
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Doc, E> {
-        Ok(json_number(v.into()))
+        Ok(json_number(&v.into()))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Doc, E> {
-        Ok(json_number(v.into()))
+        Ok(json_number(&v.into()))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Doc, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Doc::Null, json_number))
+        Ok(serde_json::Number::from_f64(v).map_or(Doc::Null, |n| json_number(&n)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Doc, E> {
