@@ -3,8 +3,10 @@
 //!
 //! A segment file is mapped once and shared. An input file of JSON Lines is mapped for the
 //! time of its load and parsed in place (every byte is checked by the parser). A mapped document's text is handed out only
-//! after its bytes were checked (see `DocChecks`): the one other `unsafe` here turns those
-//! checked bytes into `&str` without checking them again on every read.
+//! after its bytes were checked (see `DocChecks`), and an import reads the tapes it wrote to
+//! its segment from the file once they are found equal to what was written (`MappedStr`):
+//! the two other `unsafe` blocks here turn such checked bytes into `&str` without checking
+//! them again on every read.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -56,6 +58,33 @@ impl MappedFile {
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(Arc::new(MappedFile {
             len: map.len(),
+            map,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// Maps bytes `offset..offset + len` of `file` (a segment this process is writing, opened
+    /// for reading; `path` names it in messages) read-only. The map's bytes are the file's
+    /// from `offset` on (`memmap2` aligns the map to a page itself).
+    pub(crate) fn open_range(
+        file: &File,
+        path: &Path,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Arc<MappedFile>> {
+        // SAFETY: the map is read-only and covers bytes the caller has written and flushed to
+        // the file; nothing rewrites or truncates them while the map lives (a segment being
+        // written only grows, under the store directory's lock, and is cut back only when a
+        // load fails, after the chunks mapped from the cut bytes are dropped). The bytes are
+        // not trusted for that: `MappedStr::new_equal` compares them with what was written.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)?
+        };
+        Ok(Arc::new(MappedFile {
+            len,
             map,
             path: path.to_path_buf(),
         }))
@@ -185,5 +214,79 @@ impl DocChecks {
         // same `start` (see above) and the length read from the same immutable map; mapped
         // bytes never change (see `MappedFile::open`).
         Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    }
+}
+
+/// Text in a mapped file that was checked once, when made, to be exactly a given `&str`.
+pub(crate) struct MappedStr {
+    file: Arc<MappedFile>,
+    start: usize,
+    len: usize,
+}
+
+impl MappedStr {
+    /// The bytes `start..start + expected.len()` of `file` as text, if they are exactly the
+    /// bytes of `expected` (the text just written there); else the offset of the first byte
+    /// that differs (or of the end of the file).
+    pub(crate) fn new_equal(
+        file: Arc<MappedFile>,
+        start: usize,
+        expected: &str,
+    ) -> Result<MappedStr, usize> {
+        let len = expected.len();
+        let Some(bytes) = file.bytes().get(start..start + len) else {
+            return Err(file.bytes().len());
+        };
+        if bytes != expected.as_bytes() {
+            let at = bytes
+                .iter()
+                .zip(expected.as_bytes())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            return Err(start + at);
+        }
+        Ok(MappedStr { file, start, len })
+    }
+
+    /// The text.
+    #[inline]
+    pub(crate) fn as_str(&self) -> &str {
+        let bytes = &self.file.bytes()[self.start..self.start + self.len];
+        // SAFETY: `new_equal` found exactly these bytes (same map, same range) equal to the
+        // bytes of a `&str`, so they are UTF-8; mapped bytes never change (see
+        // `MappedFile::open_range`).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_text_is_handed_out_only_when_it_equals_what_was_written() {
+        let dir = std::env::temp_dir().join(format!("twinql-mapped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("f");
+        // Past a page, so that the range's map starts at an offset memmap2 has to align.
+        let mut bytes = vec![b'x'; 5000];
+        bytes.extend_from_slice("héllo tape".as_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let file = File::open(&path).expect("open");
+        let map = MappedFile::open_range(&file, &path, 4990, bytes.len() - 4990).expect("map");
+        assert_eq!(map.bytes(), &bytes[4990..]);
+        let ok = MappedStr::new_equal(map.clone(), 10, "héllo tape").expect("equal");
+        assert_eq!(ok.as_str(), "héllo tape");
+        assert_eq!(
+            MappedStr::new_equal(map.clone(), 10, "héllo tapE").err(),
+            Some(10 + 10)
+        );
+        assert_eq!(MappedStr::new_equal(map.clone(), 9, "xx").err(), Some(10));
+        // A range past the end of the map is refused, not read.
+        assert_eq!(
+            MappedStr::new_equal(map.clone(), 12, "héllo tape").err(),
+            Some(map.bytes().len())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -346,10 +346,38 @@ thread_local! {
 /// JSON unless a single document is larger).
 const KEPT_TAPE_BUF: usize = 64 << 20;
 
+/// Tape buffers passed from chunk to chunk while a load writes its tapes to a segment file
+/// and reads them from there: a chunk's tape is handed over in the buffer it was written into
+/// (no copy at its exact size), and the buffer comes back once the tape is in the file.
+#[derive(Default)]
+pub(crate) struct TapePool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl TapePool {
+    /// An empty buffer that holds at least `size_hint` bytes.
+    fn take(&self, size_hint: usize) -> Vec<u8> {
+        let buf = self.0.lock().ok().and_then(|mut p| p.pop());
+        match buf {
+            Some(b) if b.capacity() >= size_hint => b,
+            // Growing a buffer would copy its old capacity; a new one costs no copy.
+            _ => Vec::with_capacity(size_hint + size_hint / 8),
+        }
+    }
+
+    /// Gives a buffer back for a later chunk.
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut p) = self.0.lock() {
+            p.push(buf);
+        }
+    }
+}
+
 /// Parses the documents of one chunk.
 pub(crate) struct ChunkParser<'i> {
     ctx: Ctx<'i>,
     tape: Vec<u8>,
+    /// The tape buffer came from a [`TapePool`] and goes out with the tape.
+    pooled: bool,
     scratch: Vec<u8>,
     docs: Vec<ParsedDoc>,
     errors: Vec<RawError>,
@@ -400,6 +428,7 @@ impl<'i> ChunkParser<'i> {
                 tape.reserve(size_hint);
                 tape
             },
+            pooled: false,
             scratch: Vec::new(),
             docs: Vec::new(),
             errors: Vec::new(),
@@ -409,6 +438,17 @@ impl<'i> ChunkParser<'i> {
             max_errors,
             hasher,
         }
+    }
+
+    /// Writes the tape into a buffer of `pool` (which holds at least `size_hint` bytes) and
+    /// hands that buffer out with the tape, instead of copying the tape out at its size.
+    pub(crate) fn with_pool(mut self, pool: Option<&TapePool>, size_hint: usize) -> Self {
+        if let Some(pool) = pool {
+            let own = std::mem::replace(&mut self.tape, pool.take(size_hint));
+            TAPE_BUF.set(own);
+            self.pooled = true;
+        }
+        self
     }
 
     /// Parses every line of `text` (a run of whole lines) as one document.
@@ -447,8 +487,12 @@ impl<'i> ChunkParser<'i> {
     fn finish(mut self, newlines: u64) -> ParsedChunk<'i> {
         // The tape is copied out at its exact size and the buffer kept for the thread's next
         // chunk (see `TAPE_BUF`).
-        let tape = String::from_utf8(self.tape.as_slice().to_vec()).ok();
-        if self.tape.capacity() <= KEPT_TAPE_BUF {
+        let tape = if self.pooled {
+            String::from_utf8(std::mem::take(&mut self.tape)).ok()
+        } else {
+            String::from_utf8(self.tape.as_slice().to_vec()).ok()
+        };
+        if !self.pooled && self.tape.capacity() <= KEPT_TAPE_BUF {
             TAPE_BUF.set(std::mem::take(&mut self.tape));
         }
         self.ctx.floats.shrink_to_fit();

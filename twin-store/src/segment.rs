@@ -215,6 +215,8 @@ pub struct SegmentWriter {
     info: SegmentInfo,
     /// The chunk table's entries, one per chunk written.
     chunks: Vec<[u8; CHUNK_ENTRY]>,
+    /// The file opened for reading, once chunks are read back from it.
+    reader: Option<std::fs::File>,
     /// Where the chunk data section starts.
     data_start: u64,
     /// An I/O error left the file in an unknown state.
@@ -266,6 +268,7 @@ impl SegmentWriter {
             path,
             info,
             chunks: Vec::new(),
+            reader: None,
             failed: false,
             finished: false,
         })
@@ -308,6 +311,41 @@ impl SegmentWriter {
         b[28..32].copy_from_slice(&(if c.plain { CHUNK_PLAIN } else { 0 }).to_le_bytes());
         self.chunks.push(b);
         Ok(())
+    }
+
+    /// Maps the records of chunks `first..` (all written so far) from the file, once the
+    /// buffered bytes are flushed to it; returns the map, the file offset where it starts,
+    /// and where each chunk's tape starts in it.
+    pub(crate) fn map_chunks(
+        &mut self,
+        first: usize,
+    ) -> std::io::Result<(Arc<MappedFile>, u64, Vec<usize>)> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write to this segment failed",
+            ));
+        }
+        let Some(entry) = self.chunks.get(first) else {
+            return Err(std::io::Error::other("no such chunk in the segment"));
+        };
+        let from = u64_at(entry, 0);
+        self.out.w.flush()?;
+        if self.reader.is_none() {
+            self.reader = Some(std::fs::File::open(&self.tmp)?);
+        }
+        let Some(reader) = &self.reader else {
+            return Err(std::io::Error::other("the segment could not be opened"));
+        };
+        let len = usize::try_from(self.out.pos - from).map_err(std::io::Error::other)?;
+        let map = MappedFile::open_range(reader, &self.tmp, from, len)?;
+        let starts = self.chunks[first..]
+            .iter()
+            .map(|e| {
+                let head = 4 * u64::from(u32_at(e, 20)) + 8 * u64::from(u32_at(e, 16));
+                (u64_at(e, 0) + head - from) as usize
+            })
+            .collect();
+        Ok((map, from, starts))
     }
 
     /// Forgets the chunks after the first `n` (a load that failed is undone in the store, and
@@ -705,7 +743,7 @@ impl ChunkSrc {
             })
             .collect();
         Ok(Chunk {
-            tape: Box::default(),
+            tape: Default::default(),
             floats: floats.into_boxed_slice(),
             keys: keys.into_boxed_slice(),
             plain: self.plain,

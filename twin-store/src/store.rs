@@ -450,7 +450,7 @@ impl Store {
             ..MemoryUsage::default()
         };
         for c in self.chunks.iter().filter_map(|c| c.cell.get()) {
-            m.tapes += c.tape.len();
+            m.tapes += c.tape.heap_bytes();
             m.floats += c.floats.len() * 8;
             m.key_maps += c.keys.len() * 4;
         }

@@ -176,12 +176,69 @@ pub(crate) fn str_at(tape: &str, pos: usize) -> Option<&str> {
     tape.get(start..start + len)
 }
 
+/// Where a chunk's tape lives: on the heap, or in the pages of a segment file the store
+/// wrote itself (an import reads its documents from the file it wrote: see
+/// [`crate::mapped::MappedStr`]).
+pub(crate) enum Tape {
+    Heap(String),
+    Mapped(crate::mapped::MappedStr),
+}
+
+impl Tape {
+    /// Bytes of the tape held on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Tape::Heap(s) => s.len(),
+            Tape::Mapped(_) => 0,
+        }
+    }
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::Heap(String::new())
+    }
+}
+
+impl From<String> for Tape {
+    fn from(s: String) -> Self {
+        Tape::Heap(s)
+    }
+}
+
+impl From<&str> for Tape {
+    fn from(s: &str) -> Self {
+        Tape::Heap(s.to_string())
+    }
+}
+
+impl std::ops::Deref for Tape {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        match self {
+            Tape::Heap(s) => s,
+            Tape::Mapped(m) => m.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Tape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tape::Heap(s) => write!(f, "Heap({} bytes)", s.len()),
+            Tape::Mapped(m) => write!(f, "Mapped({} bytes)", m.as_str().len()),
+        }
+    }
+}
+
 /// One parsed chunk of documents: its tape, the doubles of its non-integer numbers, and the
 /// map from its local key ids to store-wide ones.
 #[derive(Debug)]
 pub(crate) struct Chunk {
-    /// The tape (empty for a mapped chunk: its documents are checked and read one by one).
-    pub(crate) tape: Box<str>,
+    /// The tape (empty for a chunk of an opened segment: its documents are checked and read
+    /// one by one).
+    pub(crate) tape: Tape,
     pub(crate) floats: Box<[f64]>,
     pub(crate) keys: Box<[u32]>,
     /// No string in the tape holds a byte JSON output escapes (known for loaded chunks;
@@ -329,7 +386,7 @@ pub(crate) fn check_tape(
 impl Chunk {
     pub(crate) fn empty() -> Chunk {
         Chunk {
-            tape: Box::default(),
+            tape: Tape::default(),
             floats: Box::default(),
             keys: Box::default(),
             plain: true,

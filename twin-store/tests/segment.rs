@@ -348,6 +348,100 @@ fn a_segment_written_while_loading_equals_one_written_after() {
 }
 
 #[test]
+fn a_store_written_while_loading_reads_its_documents_from_the_segment() {
+    let dir = temp("read-back");
+    let [a, b, bad] = twin_files(&dir);
+    let array = dir.join("array.json");
+    let text = twins_text();
+    std::fs::write(
+        &array,
+        format!("[{}]", text.lines().collect::<Vec<_>>().join(",\n")),
+    )
+    .expect("write array");
+    let mut whole = Store::new();
+    whole.load_path(&a, &small_chunks()).expect("a loads");
+    whole.load_path(&b, &small_chunks()).expect("b loads");
+    let expected = all_json(&whole);
+    assert!(whole.memory().tapes > 0);
+    let variants = [
+        ("one block", small_chunks()),
+        (
+            "many blocks",
+            LoadOptions {
+                block_bytes: 8192,
+                ..small_chunks()
+            },
+        ),
+        (
+            "read in blocks",
+            LoadOptions {
+                block_bytes: 8192,
+                map_files: false,
+                ..small_chunks()
+            },
+        ),
+    ];
+    for (name, opts) in variants {
+        let path = dir.join(format!("{}.tqs", name.replace(' ', "-")));
+        let mut writer = SegmentWriter::create(&path, SegmentInfo::default()).expect("create");
+        let mut store = Store::new();
+        store
+            .load_path_writing(&a, &opts, &mut writer)
+            .expect("a loads");
+        // A load that fails is undone in the store and the file, and what was read back
+        // from the file before it still reads the same.
+        let before = all_json(&store);
+        store
+            .load_path_writing(&bad, &opts, &mut writer)
+            .expect_err("bad line");
+        assert_eq!(all_json(&store), before, "{name}");
+        store
+            .load_path_writing(&b, &opts, &mut writer)
+            .expect("b loads");
+        assert!(writer.chunks() > 4, "{name}: the test wants many chunks");
+        assert_eq!(
+            store.memory().tapes,
+            0,
+            "{name}: every tape is read from the segment, none kept on the heap"
+        );
+        assert_eq!(all_json(&store), expected, "{name}");
+        assert_eq!(store.devices().find("dev299", None), Some(299), "{name}");
+        assert_eq!(store.modules().find("dev40", Some("m")), Some(4), "{name}");
+        let index = writer
+            .finish_building(&store, || {
+                Some(StoreIndex::build(&store, &IndexPolicy::default()))
+            })
+            .expect("finish")
+            .expect("index built");
+        assert_eq!(
+            index.stats(),
+            StoreIndex::build(&whole, &IndexPolicy::default()).stats(),
+            "{name}"
+        );
+        // The renamed file still backs the store's documents.
+        assert_eq!(all_json(&store), expected, "{name}");
+        let opened = open_segment(&path).expect("open");
+        assert_eq!(all_json(&opened.store), expected, "{name}");
+    }
+
+    // A JSON array goes the same way.
+    let path = dir.join("array.tqs");
+    let mut writer = SegmentWriter::create(&path, SegmentInfo::default()).expect("create");
+    let mut store = Store::new();
+    store
+        .load_path_writing(&array, &small_chunks(), &mut writer)
+        .expect("array loads");
+    assert!(writer.chunks() > 4);
+    assert_eq!(store.memory().tapes, 0);
+    let mut in_memory = Store::new();
+    in_memory
+        .load_path(&array, &small_chunks())
+        .expect("array loads");
+    assert_eq!(all_json(&store), all_json(&in_memory));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unfinished_segment_leaves_no_file_and_a_foreign_store_is_refused() {
     let dir = temp("unfinished");
     let [a, b, _] = twin_files(&dir);
