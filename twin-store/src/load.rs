@@ -262,43 +262,43 @@ impl<'s> Loader<'s> {
         Ok(newlines)
     }
 
-    /// With a sink: the tapes of chunks `first..` are read from the segment file they were
-    /// just written to (once found equal to what was written), and their buffers go back to
-    /// the pool, so an import keeps its documents once, in the file's pages, rather than also
-    /// on the heap (the in-memory load's copy of each tape at its exact size, into memory
+    /// With a sink: the tape of chunk `i`, just written to the segment file, is read from
+    /// the file from now on (once found equal to what was written), and its buffer goes back
+    /// to the pool, so an import keeps its documents once, in the file's pages, rather than
+    /// also on the heap (the in-memory load's copy of each tape at its exact size, into memory
     /// the process had not touched before, was a tenth of an import's CPU in `perf`).
-    fn read_from_sink(&mut self, first: usize) -> Result<(), LoadError> {
+    fn read_from_sink(&mut self, i: usize) -> Result<(), LoadError> {
         let (Some(sink), Some(pool)) = (self.sink.as_deref_mut(), &self.pool) else {
             return Ok(());
         };
-        if first >= self.store.chunks.len() {
+        let Some(chunk) = self.store.chunks.get_mut(i).and_then(|c| c.cell.get_mut()) else {
+            return Ok(());
+        };
+        let Tape::Heap(text) = &chunk.tape else {
+            return Ok(());
+        };
+        if text.is_empty() {
+            // Nothing to map (a chunk whose every line was skipped).
+            if let Tape::Heap(text) = std::mem::take(&mut chunk.tape) {
+                pool.give(text.into_bytes());
+            }
             return Ok(());
         }
         let tmp = sink.tmp_path().to_path_buf();
-        let fail = |message: String| LoadError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(message),
-        };
-        let (map, from, starts) = sink.map_chunks(first).map_err(|source| LoadError::Io {
+        let io = |source| LoadError::Io {
             path: tmp.clone(),
             source,
+        };
+        let (map, from, starts) = sink.map_chunks(i).map_err(io)?;
+        let start = starts.first().copied().unwrap_or_default();
+        let mapped = MappedStr::new_equal(map, start, text).map_err(|at| {
+            io(std::io::Error::other(format!(
+                "the segment's bytes at offset {} differ from those just written there",
+                from + at as u64
+            )))
         })?;
-        for (slot, start) in self.store.chunks[first..].iter_mut().zip(starts) {
-            let Some(chunk) = slot.cell.get_mut() else {
-                return Err(fail("a chunk written to the segment is not loaded".into()));
-            };
-            let Tape::Heap(text) = &chunk.tape else {
-                continue;
-            };
-            let mapped = MappedStr::new_equal(map.clone(), start, text).map_err(|at| {
-                fail(format!(
-                    "the segment's bytes at offset {} differ from those just written there",
-                    from + at as u64
-                ))
-            })?;
-            if let Tape::Heap(text) = std::mem::replace(&mut chunk.tape, Tape::Mapped(mapped)) {
-                pool.give(text.into_bytes());
-            }
+        if let Tape::Heap(text) = std::mem::replace(&mut chunk.tape, Tape::Mapped(mapped)) {
+            pool.give(text.into_bytes());
         }
         Ok(())
     }

@@ -486,7 +486,7 @@ impl<'i> ChunkParser<'i> {
 
     fn finish(mut self, newlines: u64) -> ParsedChunk<'i> {
         // The tape is copied out at its exact size and the buffer kept for the thread's next
-        // chunk (see `TAPE_BUF`).
+        // chunk (see `TAPE_BUF`); a pooled buffer goes out with its tape.
         let tape = if self.pooled {
             String::from_utf8(std::mem::take(&mut self.tape)).ok()
         } else {

@@ -329,7 +329,10 @@ impl SegmentWriter {
             return Err(std::io::Error::other("no such chunk in the segment"));
         };
         let from = u64_at(entry, 0);
-        self.out.w.flush()?;
+        if let Err(e) = self.out.w.flush() {
+            self.failed = true;
+            return Err(e);
+        }
         if self.reader.is_none() {
             self.reader = Some(std::fs::File::open(&self.tmp)?);
         }

@@ -442,6 +442,39 @@ fn a_store_written_while_loading_reads_its_documents_from_the_segment() {
 }
 
 #[test]
+fn a_chunk_of_skipped_lines_is_written_and_read_back_empty() {
+    // With lines skipped, a chunk can hold no document at all: it has no tape to read back.
+    let dir = temp("skipped");
+    let text = twins_text();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let bad = vec![r#"{"deviceId": oops}"#; 1000];
+    let path = dir.join("mixed.jsonl");
+    std::fs::write(&path, [a, &bad[..], b].concat().join("\n")).expect("write");
+    let opts = LoadOptions {
+        skip_invalid: true,
+        ..small_chunks()
+    };
+    let mut in_memory = Store::new();
+    let expected = in_memory.load_path(&path, &opts).expect("loads");
+    assert_eq!(expected.skipped, 1000);
+    let seg = dir.join("s.tqs");
+    let mut writer = SegmentWriter::create(&seg, SegmentInfo::default()).expect("create");
+    let mut store = Store::new();
+    let report = store
+        .load_path_writing(&path, &opts, &mut writer)
+        .expect("loads");
+    assert_eq!(report.skipped, 1000);
+    assert_eq!(store.memory().tapes, 0);
+    assert_eq!(all_json(&store), all_json(&in_memory));
+    writer.finish_building(&store, || None).expect("finish");
+    let opened = open_segment(&seg).expect("open");
+    assert!(opened.store.verify().is_ok());
+    assert_eq!(all_json(&opened.store), all_json(&in_memory));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unfinished_segment_leaves_no_file_and_a_foreign_store_is_refused() {
     let dir = temp("unfinished");
     let [a, b, _] = twin_files(&dir);
