@@ -38,7 +38,7 @@
 use twinql_planner::value::{Key, Kind, Node, write_json_string, write_number};
 
 use crate::doc::{Doc, NameCache, Number, Object};
-use crate::tape::{NodeRef, get_varint, put_varint, varint_len, zigzag};
+use crate::tape::{NodeRef, get_varint, put_varint, skip_varint, varint_len, zigzag};
 
 const NULL: u8 = 0x00;
 const FALSE: u8 = 0x01;
@@ -336,9 +336,9 @@ impl<'a> PackedRef<'a> {
         let t = self.bytes();
         let p = self.pos + 1;
         match self.tag() {
-            INT | FLOAT => get_varint(t, p).1,
+            INT | FLOAT => skip_varint(t, p),
             NUM_TEXT => {
-                let (_, p) = get_varint(t, p);
+                let p = skip_varint(t, p);
                 let (len, p) = get_varint(t, p);
                 p + len as usize
             }
