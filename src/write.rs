@@ -91,20 +91,19 @@ const VERSION_ROOTS: [&str; 2] = ["version", "etag"];
 /// `$metadata` and `$version` (a merge patch leaves every other member of the section as it
 /// was). Whole sections for the back end's twin patch and replace.
 fn roots<'u>(update: &Update<'u>) -> Vec<Vec<&'u str>> {
-    let mut r: Vec<Vec<&'u str>> = VERSION_ROOTS.iter().map(|n| vec![*n]).collect();
+    let mut r: Vec<Vec<&'u str>> = Vec::with_capacity(8);
+    r.extend(VERSION_ROOTS.iter().map(|n| vec![*n]));
+    let below = |path: &[&'u str], k: &'u str| {
+        let mut root = Vec::with_capacity(path.len() + 1);
+        root.extend_from_slice(path);
+        root.push(k);
+        root
+    };
     let mut section = |path: &[&'u str], patch: &'u Doc, dated: bool| match patch.as_object() {
         Some(o) => {
-            for (k, _) in o.iter() {
-                let mut root = path.to_vec();
-                root.push(k);
-                r.push(root);
-            }
+            r.extend(o.iter().map(|(k, _)| below(path, k)));
             if dated {
-                for k in ["$metadata", "$version"] {
-                    let mut root = path.to_vec();
-                    root.push(k);
-                    r.push(root);
-                }
+                r.extend(["$metadata", "$version"].map(|k| below(path, k)));
             }
         }
         None => r.push(path.to_vec()),

@@ -638,18 +638,22 @@ struct Indexer<'w> {
 impl Indexer<'_> {
     /// The entries under each root (and at the roots' ancestors); all of them for no roots.
     fn entries<'d>(&mut self, doc: Option<AnyNode<'d>>, roots: &[Root<'_>]) -> Entries<'d> {
-        let mut out = Vec::new();
         let Some(doc) = doc else {
-            return out;
+            return Vec::new();
         };
-        let mut names: Vec<&str> = Vec::new();
+        let mut out = Vec::with_capacity(if roots.is_empty() {
+            64
+        } else {
+            roots.len() + 4
+        });
+        let mut names: Vec<&str> = Vec::with_capacity(8);
         if roots.is_empty() {
             self.walk(doc, 0, &mut names, &mut out);
             return out;
         }
         // The nodes (and trie nodes) the previous root went through: roots that share a
         // prefix (`properties.reported.…`) start below it instead of at the document.
-        let mut through: Vec<(AnyNode<'d>, u32)> = Vec::new();
+        let mut through: Vec<(AnyNode<'d>, u32)> = Vec::with_capacity(8);
         let mut prev: &[&str] = &[];
         for root in roots {
             let shared = prev
@@ -670,16 +674,21 @@ impl Indexer<'_> {
                 continue;
             }
             for (depth, name) in root.iter().enumerate().skip(shared) {
-                node = node.and_then(|n| n.exact_member(name));
-                let Some(n) = node else { break };
+                // The policy first: a member nothing at or below is indexed (`$metadata`, the
+                // last member of a section, as a rule) is not looked for.
                 let key = self.keys.id(self.store, name);
                 names.push(name);
                 trie = self.cache.child(self.policy, trie, key, &names);
-                through.push((n, trie));
                 let (covered, descend) = {
                     let t = &self.cache.nodes[trie as usize];
                     (t.covered, t.descend)
                 };
+                if !covered && !descend {
+                    break;
+                }
+                node = node.and_then(|n| n.exact_member(name));
+                let Some(n) = node else { break };
+                through.push((n, trie));
                 if covered {
                     out.push((trie, Entry::of(n)));
                 }

@@ -1096,7 +1096,8 @@ pub fn apply_packed(
                             }
                             packed::pack_name(name, out);
                             let at = packed::open(out, packed::OBJ, 0);
-                            let mut meta_out = Vec::new();
+                            // Most reported sections' metadata fit (no growth steps).
+                            let mut meta_out = Vec::with_capacity(2048);
                             let (members, s) =
                                 merge_packed(sec, meta, patch, true, &st, out, &mut meta_out)?;
                             size = s;
@@ -1164,7 +1165,7 @@ fn merge_packed(
         entry: Option<(usize, usize)>,
     }
     let mut seen = vec![Seen::default(); patch.len()];
-    let mut entries: Vec<u8> = Vec::new();
+    let mut entries: Vec<u8> = Vec::with_capacity(256);
     let (mut count, mut size) = (0usize, 0usize);
     // A value the patch sets whole: written with its name; its metadata entry goes to
     // `entries`. Returns the entry's place and the member's size.
