@@ -289,9 +289,8 @@ impl<'s> Loader<'s> {
             path: tmp.clone(),
             source,
         };
-        let (map, from, starts) = sink.map_chunks(i).map_err(io)?;
-        let start = starts.first().copied().unwrap_or_default();
-        let mapped = MappedStr::new_equal(map, start, text).map_err(|at| {
+        let (map, from) = sink.map_tape(i).map_err(io)?;
+        let mapped = MappedStr::new_equal(map, 0, text).map_err(|at| {
             io(std::io::Error::other(format!(
                 "the segment's bytes at offset {} differ from those just written there",
                 from + at as u64
@@ -323,10 +322,6 @@ impl<'s> Loader<'s> {
         }
         let opts = &self.opts;
         let progress = &self.progress;
-        // Every chunk of an array is parsed before any is added, so there is no buffer to
-        // pass on: the tapes are copied out at their size (and still read from the segment
-        // once written there).
-        let pool = None;
         let hasher = self.store.hasher.clone();
         let parsed: Vec<ParsedChunk<'_>> = groups
             .par_iter()
@@ -340,8 +335,11 @@ impl<'s> Loader<'s> {
                     opts.max_depth,
                     bytes,
                     hasher.clone(),
-                )
-                .with_pool(pool, bytes);
+                    // Every chunk of an array is parsed before any is added, so there is no
+                    // buffer to pass on: the tapes are copied out at their size (and still
+                    // read from the segment once written there).
+                    None,
+                );
                 let out = parser.parse_units(text, group);
                 if let Some(p) = progress {
                     p.inc(bytes as u64);
@@ -535,8 +533,8 @@ fn parse_lines<'t>(
                 opts.max_depth,
                 r.len(),
                 hasher.clone(),
-            )
-            .with_pool(pool, r.len());
+                pool,
+            );
             let out = parser.parse_lines(&text[r.clone()]);
             if let Some(p) = progress {
                 p.inc(r.len() as u64);

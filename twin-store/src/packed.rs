@@ -81,6 +81,11 @@ impl Packed {
 
     /// Runs `write` on an empty buffer and keeps what it wrote (`null` if it gave up).
     pub(crate) fn build(write: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Packed {
+        Packed::try_build(write).unwrap_or_else(|| Packed(Box::from("\u{0}")))
+    }
+
+    /// Runs `write` on an empty buffer and keeps what it wrote; `None` if it gave up.
+    pub(crate) fn try_build(write: impl FnOnce(&mut Vec<u8>) -> Option<()>) -> Option<Packed> {
         thread_local! {
             /// Each writing thread packs into one buffer, then copies the result out at its
             /// exact size: no growth steps and no shrinking per write.
@@ -88,14 +93,12 @@ impl Packed {
         }
         BUF.with_borrow_mut(|out| {
             out.clear();
-            if write(out).is_none() {
-                out.clear();
-                out.push(NULL);
-            }
-            // Every byte written is ASCII or copied from a `str`: this never fails.
-            let packed = Packed(Box::from(
-                simdutf8::basic::from_utf8(out).unwrap_or_default(),
-            ));
+            let packed = write(out).map(|()| {
+                // Every byte written is ASCII or copied from a `str`: this never fails.
+                Packed(Box::from(
+                    simdutf8::basic::from_utf8(out).unwrap_or_default(),
+                ))
+            });
             if out.capacity() > 1 << 20 {
                 *out = Vec::new();
             }

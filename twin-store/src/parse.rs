@@ -376,7 +376,9 @@ impl TapePool {
 pub(crate) struct ChunkParser<'i> {
     ctx: Ctx<'i>,
     tape: Vec<u8>,
-    /// The tape buffer came from a [`TapePool`] and goes out with the tape.
+    /// The tape buffer came from a [`TapePool`] (passed to [`ChunkParser::new`]: the tape is
+    /// written into a buffer of the pool that holds at least the size hint) and goes out with
+    /// the tape, instead of being copied out at its size.
     pooled: bool,
     scratch: Vec<u8>,
     docs: Vec<ParsedDoc>,
@@ -413,6 +415,7 @@ impl<'i> ChunkParser<'i> {
         max_depth: u32,
         size_hint: usize,
         hasher: IdHasher,
+        pool: Option<&TapePool>,
     ) -> Self {
         ChunkParser {
             ctx: Ctx {
@@ -422,13 +425,16 @@ impl<'i> ChunkParser<'i> {
                 max_depth,
                 escapes: false,
             },
-            tape: {
-                let mut tape = TAPE_BUF.take();
-                tape.clear();
-                tape.reserve(size_hint);
-                tape
+            tape: match pool {
+                Some(pool) => pool.take(size_hint),
+                None => {
+                    let mut tape = TAPE_BUF.take();
+                    tape.clear();
+                    tape.reserve(size_hint);
+                    tape
+                }
             },
-            pooled: false,
+            pooled: pool.is_some(),
             scratch: Vec::new(),
             docs: Vec::new(),
             errors: Vec::new(),
@@ -438,17 +444,6 @@ impl<'i> ChunkParser<'i> {
             max_errors,
             hasher,
         }
-    }
-
-    /// Writes the tape into a buffer of `pool` (which holds at least `size_hint` bytes) and
-    /// hands that buffer out with the tape, instead of copying the tape out at its size.
-    pub(crate) fn with_pool(mut self, pool: Option<&TapePool>, size_hint: usize) -> Self {
-        if let Some(pool) = pool {
-            let own = std::mem::replace(&mut self.tape, pool.take(size_hint));
-            TAPE_BUF.set(own);
-            self.pooled = true;
-        }
-        self
     }
 
     /// Parses every line of `text` (a run of whole lines) as one document.
@@ -1364,6 +1359,7 @@ mod tests {
             64,
             text.len(),
             IdHasher::with_seed(7),
+            None,
         );
         let chunk = parser.parse_lines(text);
         (chunk.tape, chunk.skipped)

@@ -313,42 +313,32 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Maps the records of chunks `first..` (all written so far) from the file, once the
-    /// buffered bytes are flushed to it; returns the map, the file offset where it starts,
-    /// and where each chunk's tape starts in it.
-    pub(crate) fn map_chunks(
-        &mut self,
-        first: usize,
-    ) -> std::io::Result<(Arc<MappedFile>, u64, Vec<usize>)> {
+    /// Maps the tape of chunk `i` from the file, once the buffered bytes are flushed to it;
+    /// returns the map and the file offset where it starts.
+    pub(crate) fn map_tape(&mut self, i: usize) -> std::io::Result<(Arc<MappedFile>, u64)> {
         if self.failed {
             return Err(std::io::Error::other(
                 "an earlier write to this segment failed",
             ));
         }
-        let Some(entry) = self.chunks.get(first) else {
+        let Some(e) = self.chunks.get(i) else {
             return Err(std::io::Error::other("no such chunk in the segment"));
         };
-        let from = u64_at(entry, 0);
+        let head = 4 * u64::from(u32_at(e, 20)) + 8 * u64::from(u32_at(e, 16));
+        let start = u64_at(e, 0) + head;
+        let len = usize::try_from(u64_at(e, 8)).map_err(std::io::Error::other)?;
         if let Err(e) = self.out.w.flush() {
             self.failed = true;
             return Err(e);
         }
-        if self.reader.is_none() {
-            self.reader = Some(std::fs::File::open(&self.tmp)?);
-        }
-        let Some(reader) = &self.reader else {
-            return Err(std::io::Error::other("the segment could not be opened"));
+        let reader = match &mut self.reader {
+            Some(r) => r,
+            slot @ None => slot.insert(std::fs::File::open(&self.tmp)?),
         };
-        let len = usize::try_from(self.out.pos - from).map_err(std::io::Error::other)?;
-        let map = MappedFile::open_range(reader, &self.tmp, from, len)?;
-        let starts = self.chunks[first..]
-            .iter()
-            .map(|e| {
-                let head = 4 * u64::from(u32_at(e, 20)) + 8 * u64::from(u32_at(e, 16));
-                (u64_at(e, 0) + head - from) as usize
-            })
-            .collect();
-        Ok((map, from, starts))
+        Ok((
+            MappedFile::open_range(reader, &self.tmp, start, len)?,
+            start,
+        ))
     }
 
     /// Forgets the chunks after the first `n` (a load that failed is undone in the store, and

@@ -218,12 +218,6 @@ impl Default for Tape {
     }
 }
 
-impl From<String> for Tape {
-    fn from(s: String) -> Self {
-        Tape::Heap(s)
-    }
-}
-
 impl From<&str> for Tape {
     fn from(s: &str) -> Self {
         Tape::Heap(s.to_string())

@@ -1067,70 +1067,40 @@ pub fn apply_packed(
     let etag = etag_for_version(version);
     let st = Stamp { now, version: None };
 
+    let write_version = |out: &mut Vec<u8>| {
+        packed::pack_name("version", out);
+        packed::pack_number(version as f64, None, out);
+    };
+    let write_etag = |out: &mut Vec<u8>| {
+        packed::pack_name("etag", out);
+        packed::pack_str(&etag, out);
+    };
     let mut size = 0usize;
-    let mut declined = false;
-    let packed = Packed::build(|out| {
-        let mut merged = || -> Option<()> {
-            let at = packed::open(out, packed::OBJ, 0);
-            let mut count = 0;
-            for (bytes, name, value) in root.member_bytes() {
-                count += 1;
-                match name {
-                    "version" => {
-                        packed::pack_name(name, out);
-                        packed::pack_number(version as f64, None, out);
-                    }
-                    "etag" => {
-                        packed::pack_name(name, out);
-                        packed::pack_str(&etag, out);
-                    }
-                    "properties" => {
-                        packed::pack_name(name, out);
-                        let at = packed::open(out, packed::OBJ, 0);
-                        let mut n = 0;
-                        for (bytes, name, _) in value.member_bytes() {
-                            n += 1;
-                            if name != "reported" {
-                                out.extend_from_slice(bytes);
-                                continue;
-                            }
-                            packed::pack_name(name, out);
-                            let at = packed::open(out, packed::OBJ, 0);
-                            // Most reported sections' metadata fit (no growth steps).
-                            let mut meta_out = Vec::with_capacity(2048);
-                            let (members, s) =
-                                merge_packed(sec, meta, patch, true, &st, out, &mut meta_out)?;
-                            size = s;
-                            packed::pack_name(METADATA, out);
-                            out.extend_from_slice(&meta_out);
-                            packed::pack_name(VERSION, out);
-                            packed::pack_number(sec_version as f64, None, out);
-                            packed::finish(out, at, members + 2)?;
-                        }
-                        packed::finish(out, at, n)?;
-                    }
-                    _ => out.extend_from_slice(bytes),
+    let packed = Packed::try_build(|out| {
+        let at = packed::open(out, packed::OBJ, 0);
+        let mut count = 0;
+        for (bytes, name, value) in root.member_bytes() {
+            count += 1;
+            match name {
+                "version" => write_version(out),
+                "etag" => write_etag(out),
+                "properties" => {
+                    packed::pack_name(name, out);
+                    size = write_properties(value, sec, meta, patch, sec_version, &st, out)?;
                 }
+                _ => out.extend_from_slice(bytes),
             }
-            if version_node.is_none() {
-                count += 1;
-                packed::pack_name("version", out);
-                packed::pack_number(version as f64, None, out);
-            }
-            if etag_node.is_none() {
-                count += 1;
-                packed::pack_name("etag", out);
-                packed::pack_str(&etag, out);
-            }
-            packed::finish(out, at, count)
-        };
-        let done = merged();
-        declined = done.is_none();
-        done
-    });
-    if declined {
-        return None;
-    }
+        }
+        if version_node.is_none() {
+            count += 1;
+            write_version(out);
+        }
+        if etag_node.is_none() {
+            count += 1;
+            write_etag(out);
+        }
+        packed::finish(out, at, count)
+    })?;
     if size > MAX_REPORTED_BYTES {
         return Some(Err(size_error(REPORTED, size, MAX_REPORTED_BYTES)));
     }
@@ -1138,6 +1108,43 @@ pub fn apply_packed(
         return Some(Err(e));
     }
     Some(Ok(packed))
+}
+
+/// Writes the packed `properties` object with `patch` merged into its reported section
+/// `sec` (whose metadata object is `meta`) and the section's `$version` set to
+/// `sec_version`; returns the section's size after the write. `None` as [`merge_packed`].
+fn write_properties(
+    props: PackedRef<'_>,
+    sec: PackedRef<'_>,
+    meta: PackedRef<'_>,
+    patch: &Object,
+    sec_version: u64,
+    st: &Stamp<'_>,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let at = packed::open(out, packed::OBJ, 0);
+    let mut n = 0;
+    let mut size = 0;
+    for (bytes, name, _) in props.member_bytes() {
+        n += 1;
+        if name != "reported" {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        packed::pack_name(name, out);
+        let at = packed::open(out, packed::OBJ, 0);
+        // Most reported sections' metadata fit (no growth steps).
+        let mut meta_out = Vec::with_capacity(2048);
+        let (members, s) = merge_packed(sec, meta, patch, true, st, out, &mut meta_out)?;
+        size = s;
+        packed::pack_name(METADATA, out);
+        out.extend_from_slice(&meta_out);
+        packed::pack_name(VERSION, out);
+        packed::pack_number(sec_version as f64, None, out);
+        packed::finish(out, at, members + 2)?;
+    }
+    packed::finish(out, at, n)?;
+    Some(size)
 }
 
 /// [`merge`] of `patch` into the packed object `target` whose metadata object is `meta`:
