@@ -288,7 +288,7 @@ fn replay(
             ("put", Some(raw)) => {
                 let doc = Doc::parse(raw.get())
                     .map_err(|e| corrupt(format!("log record holds an invalid twin: {e}")))?;
-                let packed = Packed::pack(&doc);
+                let packed = Packed::pack(&doc, store);
                 overlay.put(store, policy, cache, kind, id, packed, &[]);
             }
             ("delete", _) => {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
 use twinql_planner::value::Node;
-use twinql_store::CollectionKind;
 use twinql_store::doc::Doc;
 use twinql_store::live::{AnyNode, Root};
 use twinql_store::packed::Packed;
 use twinql_store::twin::{self, ErrorCode, HubError, Update};
+use twinql_store::{CollectionKind, Store};
 
 use crate::db::{Database, DesiredUpdate, Writer};
 use crate::durable::Change;
@@ -153,9 +153,9 @@ impl Written {
     }
 
     /// Packs the written tree (and frees it: this runs outside the writer lock).
-    fn tree(applied: twin::Applied) -> Written {
+    fn tree(applied: twin::Applied, store: &Store) -> Written {
         Written {
-            packed: Packed::pack(&applied.twin),
+            packed: Packed::pack(&applied.twin, store),
             desired_notification: applied.desired_notification,
         }
     }
@@ -213,7 +213,7 @@ impl Database {
             doc: AnyNode::Owned(&doc),
         }])?;
         let Writer { overlay, cache, .. } = &mut *w;
-        let packed = Packed::pack(&doc);
+        let packed = Packed::pack(&doc, store);
         let _ = overlay.put(store, policy, cache, kind, None, packed, &[]);
         drop(w);
         pending.sync()?;
@@ -326,23 +326,25 @@ impl Database {
             // A reported patch is made on the packed twin (loaded twins are packed first); any
             // other write, or a twin whose metadata the rules would rebuild, on a tree.
             let written = match &held {
-                Some(p) => match twin::apply_packed(p, update, if_match, &now) {
+                Some(p) => match twin::apply_packed(p, &base.store, update, if_match, &now) {
                     Some(done) => Written::packed(done?),
                     None => {
-                        let copy = p.unpack(&mut self.names.lock());
-                        Written::tree(twin::apply_owned(copy, update, if_match, &now)?)
+                        let copy = p.unpack(&base.store, &mut self.names.lock());
+                        let applied = twin::apply_owned(copy, update, if_match, &now)?;
+                        Written::tree(applied, &base.store)
                     }
                 },
                 None if (doc_id as usize) < coll.len() => {
                     let tape = coll.doc(doc_id);
                     let fast = twin::packed_write(update)
                         .then(|| Packed::from_tape(tape))
-                        .and_then(|p| twin::apply_packed(&p, update, if_match, &now));
+                        .and_then(|p| twin::apply_packed(&p, &base.store, update, if_match, &now));
                     match fast {
                         Some(done) => Written::packed(done?),
                         None => {
                             let copy = Doc::from_tape(tape, &mut self.names.lock());
-                            Written::tree(twin::apply_owned(copy, update, if_match, &now)?)
+                            let applied = twin::apply_owned(copy, update, if_match, &now)?;
+                            Written::tree(applied, &base.store)
                         }
                     }
                 }
@@ -374,7 +376,7 @@ impl Database {
             kind,
             device_id: &id.device_id,
             sub_id: id.module_id.as_deref(),
-            doc: AnyNode::Packed(packed.root()),
+            doc: AnyNode::Packed(packed.root(store)),
         }])?;
         let Writer {
             overlay,
@@ -382,7 +384,7 @@ impl Database {
             subscribers,
             ..
         } = &mut *w;
-        let ack = ack(AnyNode::Packed(packed.root()));
+        let ack = ack(AnyNode::Packed(packed.root(store)));
         let roots = roots(update);
         let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
         let (_, replaced) = overlay.put(store, policy, cache, kind, Some(doc_id), packed, &roots);

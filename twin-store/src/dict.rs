@@ -6,6 +6,18 @@ use std::collections::HashMap;
 /// slower, never wrong.
 pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
+/// Names every twin write reads and writes: their ids are kept as they are interned, so a
+/// write finds them without hashing.
+pub(crate) const KNOWN: [&str; 7] = [
+    "version",
+    "etag",
+    "properties",
+    "reported",
+    "$metadata",
+    "$version",
+    "$lastUpdated",
+];
+
 /// Member names of a store. Ids are dense and never reused; `folded` maps a lower-cased name
 /// to every id with that folding, in id order.
 #[derive(Debug, Default)]
@@ -18,6 +30,8 @@ pub(crate) struct KeyDict {
     json_short: Vec<[u8; 32]>,
     exact: HashMap<Box<str>, u32, FxBuild>,
     folded: HashMap<Box<str>, Vec<u32>, FxBuild>,
+    /// The ids of the [`KNOWN`] names, once interned.
+    known: [Option<u32>; KNOWN.len()],
 }
 
 impl KeyDict {
@@ -43,6 +57,9 @@ impl KeyDict {
         self.json_short.push(short);
         self.json_names.push(json.into_boxed_slice());
         self.exact.insert(name.into(), id);
+        if let Some(i) = KNOWN.iter().position(|k| *k == name) {
+            self.known[i] = Some(id);
+        }
         self.folded
             .entry(name.to_lowercase().into_boxed_str())
             .or_default()
@@ -53,6 +70,12 @@ impl KeyDict {
     /// The id of `name`, if known.
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
         self.exact.get(name).copied()
+    }
+
+    /// The id of `KNOWN[i]`, if interned.
+    #[inline]
+    pub(crate) fn known(&self, i: usize) -> Option<u32> {
+        self.known.get(i).copied().flatten()
     }
 
     /// Ids of every name equal to `folded` (a lower-cased name) ignoring case.

@@ -43,10 +43,17 @@ impl<'a> AnyNode<'a> {
                 .find(|(k, _, _)| *k == name)
                 .map(|(_, _, v)| AnyNode::Tape(v)),
             AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
-            AnyNode::Packed(p) => p
-                .members()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| AnyNode::Packed(v)),
+            AnyNode::Packed(p) => p.exact_member(name, None).map(AnyNode::Packed),
+        }
+    }
+
+    /// [`AnyNode::exact_member`] for a name whose key id in the store is `id` (`None`: the
+    /// store has no such name): loaded and packed documents compare ids, not text.
+    pub fn exact_member_id(self, name: &str, id: Option<u32>) -> Option<AnyNode<'a>> {
+        match self {
+            AnyNode::Tape(t) => t.member_by_id(id?).map(AnyNode::Tape),
+            AnyNode::Owned(d) => d.as_object()?.get(name).map(AnyNode::Owned),
+            AnyNode::Packed(p) => p.exact_member(name, id).map(AnyNode::Packed),
         }
     }
 }
@@ -295,7 +302,7 @@ impl LiveColl {
             return None;
         }
         match held {
-            Some(p) => Some(AnyNode::Packed(p.root())),
+            Some(p) => Some(AnyNode::Packed(p.root(base.store()))),
             None if id < self.base_len => Some(AnyNode::Tape(base.doc(id))),
             None => None,
         }
@@ -305,7 +312,10 @@ impl LiveColl {
     #[inline]
     pub fn node<'a>(&'a self, base: Collection<'a>, id: u32) -> Option<AnyNode<'a>> {
         if self.overridden.contains(id) {
-            return self.docs.get(&id).map(|p| AnyNode::Packed(p.root()));
+            return self
+                .docs
+                .get(&id)
+                .map(|p| AnyNode::Packed(p.root(base.store())));
         }
         if id < self.base_len {
             return Some(AnyNode::Tape(base.doc(id)));
@@ -469,7 +479,7 @@ impl Overlay {
         roots: &[Root<'_>],
     ) -> (u32, Option<Arc<Packed>>) {
         let base = store.collection(kind);
-        let new = AnyNode::Packed(packed.root());
+        let new = AnyNode::Packed(packed.root(store));
         let identity = identity_of(kind, new);
         let ci = kind as usize;
         let id = match id {
@@ -528,7 +538,7 @@ impl Overlay {
         };
         let identity = held
             .as_deref()
-            .and_then(|p| identity_of(kind, AnyNode::Packed(p.root())));
+            .and_then(|p| identity_of(kind, AnyNode::Packed(p.root(store))));
         if let Some(policy) = policy {
             let mut ix = Indexer {
                 store,
@@ -677,6 +687,7 @@ impl Indexer<'_> {
                 // The policy first: a member nothing at or below is indexed (`$metadata`, the
                 // last member of a section, as a rule) is not looked for.
                 let key = self.keys.id(self.store, name);
+                let stored = (key < self.store.key_count() as u32).then_some(key);
                 names.push(name);
                 trie = self.cache.child(self.policy, trie, key, &names);
                 let (covered, descend) = {
@@ -686,7 +697,7 @@ impl Indexer<'_> {
                 if !covered && !descend {
                     break;
                 }
-                node = node.and_then(|n| n.exact_member(name));
+                node = node.and_then(|n| n.exact_member_id(name, stored));
                 let Some(n) = node else { break };
                 through.push((n, trie));
                 if covered {
@@ -795,7 +806,7 @@ mod tests {
             &mut cache,
             CollectionKind::Devices,
             Some(0),
-            Packed::pack(&doc),
+            Packed::pack(&doc, &store),
             &[],
         );
         assert!(overlay.is_latest());

@@ -1,10 +1,12 @@
 //! Written twins, packed: the form a twin keeps in the overlay between writes.
 //!
 //! A written twin is kept as one string, [`Packed`]: a tape of tagged nodes in which objects
-//! and arrays carry their body length (so a lookup skips siblings) and member names are
-//! written inline. A packed twin takes about a third of the memory of its tree (one
-//! allocation instead of one per node and string), is freed with one call, and is read by
-//! queries through [`PackedRef`], a [`Node`] like any other.
+//! and arrays carry their body length (so a lookup skips siblings) and member names are the
+//! store's key ids (a name the store's dictionary does not hold is written inline). A packed
+//! twin takes about a sixth of the memory of its tree and half its JSON text (one allocation
+//! instead of one per node and string), is freed with one call, and is read by queries
+//! through [`PackedRef`], a [`Node`] like any other. A packed document is read with the store
+//! it was packed for ([`Packed::root`]): its key ids are that store's.
 //!
 //! A device's reported patch is made on the packed bytes
 //! ([`twin::apply_packed`](crate::twin::apply_packed)): the members it does not name are
@@ -21,9 +23,10 @@
 //! use twinql_store::Doc;
 //! use twinql_store::packed::Packed;
 //!
+//! let store = twinql_store::Store::new();
 //! let doc = Doc::parse(r#"{"deviceId":"d1","properties":{"reported":{"temp":21.50}}}"#).unwrap();
-//! let packed = Packed::pack(&doc);
-//! let root = packed.root();
+//! let packed = Packed::pack(&doc, &store);
+//! let root = packed.root(&store);
 //! let temp = root
 //!     .member(&Key::new("properties"))
 //!     .and_then(|p| p.member(&Key::new("reported")))
@@ -37,7 +40,9 @@
 
 use twinql_planner::value::{Key, Kind, Node, write_json_string, write_number};
 
+use crate::dict::KeyDict;
 use crate::doc::{Doc, NameCache, Number, Object};
+use crate::store::Store;
 use crate::tape::{NodeRef, get_varint, put_varint, skip_varint, varint_len, zigzag};
 
 const NULL: u8 = 0x00;
@@ -53,7 +58,8 @@ const NUM_TEXT: u8 = 0x05;
 const STR: u8 = 0x06;
 /// Body length (five varint bytes), count, elements.
 const ARR: u8 = 0x07;
-/// Body length (five varint bytes), count, then per member: name length, name, value.
+/// Body length (five varint bytes), count, then per member: name, value. A name is a varint
+/// `h`: the store's key id `h - 1`, or for `0` a varint length and the name's text.
 pub(crate) const OBJ: u8 = 0x08;
 
 /// Bytes of the body length of an array or object: a varint of 30 bits, written in full so
@@ -67,12 +73,12 @@ pub struct Packed(Box<str>);
 impl Packed {
     /// Packs `doc`. Bodies longer than 2^30 bytes do not fit a twin's limits; such a document
     /// is packed as `null`.
-    pub fn pack(doc: &Doc) -> Packed {
-        Packed::build(|out| pack_into(doc, out))
+    pub fn pack(doc: &Doc, store: &Store) -> Packed {
+        Packed::build(|out| pack_into(doc, &store.dict, out))
     }
 
     /// Packs a loaded document straight from its tape: the same bytes as
-    /// `Packed::pack(&Doc::from_tape(n, names))` (the first of repeated member names kept,
+    /// `Packed::pack(&Doc::from_tape(n, names), store)` (the first of repeated member names kept,
     /// number text kept where the value would print differently), without the tree.
     pub fn from_tape(n: NodeRef<'_>) -> Packed {
         let mut seen = Vec::new();
@@ -106,9 +112,18 @@ impl Packed {
         })
     }
 
-    /// The root node.
-    pub fn root(&self) -> PackedRef<'_> {
-        PackedRef { s: &self.0, pos: 0 }
+    /// The root node, read with the store the document was packed for.
+    pub fn root<'a>(&'a self, store: &'a Store) -> PackedRef<'a> {
+        self.root_in(&store.dict)
+    }
+
+    /// The root node, read with the key dictionary the document was packed with.
+    pub(crate) fn root_in<'a>(&'a self, dict: &'a KeyDict) -> PackedRef<'a> {
+        PackedRef {
+            s: &self.0,
+            pos: 0,
+            dict,
+        }
     }
 
     /// Bytes held.
@@ -122,12 +137,12 @@ impl Packed {
     }
 
     /// Unpacks into an owned tree; member names come from `names`, shared rather than copied.
-    pub fn unpack(&self, names: &mut NameCache) -> Doc {
-        unpack(self.root(), names)
+    pub fn unpack(&self, store: &Store, names: &mut NameCache) -> Doc {
+        unpack(self.root(store), names)
     }
 }
 
-pub(crate) fn pack_into(doc: &Doc, out: &mut Vec<u8>) -> Option<()> {
+pub(crate) fn pack_into(doc: &Doc, dict: &KeyDict, out: &mut Vec<u8>) -> Option<()> {
     match doc {
         Doc::Null => out.push(NULL),
         Doc::Bool(false) => out.push(FALSE),
@@ -137,16 +152,15 @@ pub(crate) fn pack_into(doc: &Doc, out: &mut Vec<u8>) -> Option<()> {
         Doc::Array(a) => {
             let at = open(out, ARR, a.len());
             for v in a {
-                pack_into(v, out)?;
+                pack_into(v, dict, out)?;
             }
             close(out, at)?;
         }
         Doc::Object(o) => {
             let at = open(out, OBJ, o.len());
             for (k, v) in o.iter() {
-                put_varint(out, k.len() as u64);
-                out.extend_from_slice(k.as_bytes());
-                pack_into(v, out)?;
+                pack_name(dict, k, out);
+                pack_into(v, dict, out)?;
             }
             close(out, at)?;
         }
@@ -183,10 +197,83 @@ pub(crate) fn pack_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// A member name, as an object's member starts.
-pub(crate) fn pack_name(name: &str, out: &mut Vec<u8>) {
-    put_varint(out, name.len() as u64);
-    out.extend_from_slice(name.as_bytes());
+/// A member name, as an object's member starts: its key id in `dict`, else its text.
+pub(crate) fn pack_name(dict: &KeyDict, name: &str, out: &mut Vec<u8>) {
+    match dict.get(name) {
+        Some(id) => pack_id(id, out),
+        None => {
+            out.push(0);
+            put_varint(out, name.len() as u64);
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+}
+
+/// A member name given by its key id.
+#[inline]
+pub(crate) fn pack_id(id: u32, out: &mut Vec<u8>) {
+    put_varint(out, u64::from(id) + 1);
+}
+
+/// A member name looked up once in the dictionary, to write and compare without hashing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameKey<'k> {
+    id: Option<u32>,
+    pub(crate) text: &'k str,
+}
+
+impl<'k> NameKey<'k> {
+    pub(crate) fn new(dict: &KeyDict, text: &'k str) -> NameKey<'k> {
+        NameKey {
+            id: dict.get(text),
+            text,
+        }
+    }
+
+    /// [`KNOWN`](crate::dict::KNOWN)`[i]`, whose id the dictionary keeps at hand.
+    pub(crate) fn known(dict: &KeyDict, i: usize) -> NameKey<'static> {
+        NameKey {
+            id: dict.known(i),
+            text: crate::dict::KNOWN.get(i).copied().unwrap_or(""),
+        }
+    }
+
+    /// The name's key id, if the dictionary has it.
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> Option<u32> {
+        self.id
+    }
+
+    /// Writes the name as [`pack_name`] does.
+    #[inline]
+    pub(crate) fn pack(&self, out: &mut Vec<u8>) {
+        match self.id {
+            Some(id) => pack_id(id, out),
+            None => {
+                out.push(0);
+                put_varint(out, self.text.len() as u64);
+                out.extend_from_slice(self.text.as_bytes());
+            }
+        }
+    }
+}
+
+/// A member name as packed: a key id or inline text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Name<'a> {
+    Id(u32),
+    Text(&'a str),
+}
+
+impl Name<'_> {
+    /// Whether this is the name `key` (an id compares as an integer: ids are unique names).
+    #[inline]
+    pub(crate) fn is(self, key: &NameKey<'_>) -> bool {
+        match self {
+            Name::Id(x) => key.id == Some(x),
+            Name::Text(t) => t == key.text,
+        }
+    }
 }
 
 /// Packs a tape node as [`pack_into`] packs its tree (see [`Packed::from_tape`]). `seen` is
@@ -203,7 +290,7 @@ fn pack_tape(n: NodeRef<'_>, out: &mut Vec<u8>, seen: &mut Vec<u32>) -> Option<(
             let value = n.as_f64().unwrap_or(f64::NAN);
             if value.abs() >= 9.0e15 {
                 // As `Doc::from_tape`: integers beyond 2^53 keep the text they print as.
-                pack_into(&Doc::from_node(n), out)?;
+                pack_into(&Doc::from_node(n), n.dict, out)?;
             } else {
                 pack_number(value, n.kept_number_text(), out);
             }
@@ -223,12 +310,12 @@ fn pack_tape(n: NodeRef<'_>, out: &mut Vec<u8>, seen: &mut Vec<u32>) -> Option<(
             let listed = members.len();
             let at = open(out, OBJ, listed);
             let from = seen.len();
-            for (k, id, v) in members {
+            for (_, id, v) in members {
                 if seen[from..].contains(&id) {
                     continue;
                 }
                 seen.push(id);
-                pack_name(k, out);
+                pack_id(id, out);
                 let mark = seen.len();
                 pack_tape(v, out, seen)?;
                 seen.truncate(mark);
@@ -305,11 +392,20 @@ fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-/// A node of a packed document.
-#[derive(Clone, Copy, Debug)]
+/// A node of a packed document, with the key dictionary its names are ids of.
+#[derive(Clone, Copy)]
 pub struct PackedRef<'a> {
     s: &'a str,
     pos: usize,
+    dict: &'a KeyDict,
+}
+
+impl std::fmt::Debug for PackedRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
 }
 
 impl<'a> PackedRef<'a> {
@@ -358,7 +454,51 @@ impl<'a> PackedRef<'a> {
     }
 
     fn at(self, pos: usize) -> PackedRef<'a> {
-        PackedRef { s: self.s, pos }
+        PackedRef {
+            s: self.s,
+            pos,
+            dict: self.dict,
+        }
+    }
+
+    /// The member name starting at `pos`, and where its value starts.
+    #[inline]
+    fn name_at(self, pos: usize) -> Option<(Name<'a>, usize)> {
+        let (h, p) = get_varint(self.bytes(), pos);
+        if h != 0 {
+            return Some((Name::Id(u32::try_from(h - 1).ok()?), p));
+        }
+        let (len, p) = get_varint(self.bytes(), p);
+        let end = p.checked_add(usize::try_from(len).ok()?)?;
+        Some((Name::Text(self.s.get(p..end)?), end))
+    }
+
+    /// The first member named exactly `name`, whose key id in the store is `id` (`None`
+    /// when the store has no such name, or to compare text only).
+    pub(crate) fn exact_member(self, name: &str, id: Option<u32>) -> Option<PackedRef<'a>> {
+        // Names packed as ids are ids of this dictionary: one lookup, then integers compare.
+        let id = id.or_else(|| self.dict.get(name));
+        let mut members = self.members();
+        while let Some((n, v)) = members.next_raw() {
+            let found = match (n, id) {
+                (Name::Id(x), Some(id)) => x == id,
+                (Name::Id(_), None) => false,
+                (Name::Text(t), _) => t == name,
+            };
+            if found {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// The text of a name.
+    #[inline]
+    pub(crate) fn text(self, name: Name<'a>) -> &'a str {
+        match name {
+            Name::Id(id) => self.dict.name(id),
+            Name::Text(t) => t,
+        }
     }
 
     /// The members of an object, in order (none for other nodes).
@@ -381,14 +521,25 @@ impl<'a> PackedRef<'a> {
     }
 
     /// The members of an object with the bytes of each (name and value), to copy whole.
-    pub(crate) fn member_bytes(self) -> impl Iterator<Item = (&'a [u8], &'a str, PackedRef<'a>)> {
+    pub(crate) fn member_bytes(self) -> impl Iterator<Item = (&'a [u8], Name<'a>, PackedRef<'a>)> {
         let mut members = self.members();
         std::iter::from_fn(move || {
             let start = members.node.pos;
-            let (name, value) = members.next()?;
+            let (name, value) = members.next_raw()?;
             let bytes = self.bytes().get(start..value.end())?;
             Some((bytes, name, value))
         })
+    }
+
+    /// The members of an object with their names as packed.
+    pub(crate) fn raw_members(self) -> impl Iterator<Item = (Name<'a>, PackedRef<'a>)> {
+        let mut members = self.members();
+        std::iter::from_fn(move || members.next_raw())
+    }
+
+    /// The first member named `key`.
+    pub(crate) fn member_named(self, key: &NameKey<'_>) -> Option<PackedRef<'a>> {
+        self.raw_members().find(|(n, _)| n.is(key)).map(|(_, v)| v)
     }
 
     /// The elements of an array, in order (none for other nodes).
@@ -426,20 +577,26 @@ pub struct PackedMembers<'a> {
     left: u64,
 }
 
-impl<'a> Iterator for PackedMembers<'a> {
-    type Item = (&'a str, PackedRef<'a>);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> PackedMembers<'a> {
+    /// The next member with its name as packed.
+    #[inline]
+    fn next_raw(&mut self) -> Option<(Name<'a>, PackedRef<'a>)> {
         if self.left == 0 || self.node.pos >= self.end {
             return None;
         }
         self.left -= 1;
-        let (len, p) = get_varint(self.node.bytes(), self.node.pos);
-        let name_end = p + len as usize;
-        let name = self.node.s.get(p..name_end)?;
-        let value = self.node.at(name_end);
+        let (name, p) = self.node.name_at(self.node.pos)?;
+        let value = self.node.at(p);
         self.node = self.node.at(value.end());
         Some((name, value))
+    }
+}
+
+impl<'a> Iterator for PackedMembers<'a> {
+    type Item = (&'a str, PackedRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_raw().map(|(name, v)| (v.text(name), v))
     }
 }
 
@@ -481,12 +638,42 @@ impl<'a> Node<'a> for PackedRef<'a> {
     }
 
     fn member(self, key: &Key) -> Option<Self> {
-        if let Some((_, v)) = self.members().find(|(k, _)| **k == *key.name) {
-            return Some(v);
+        // As `NodeRef::member`: with the key's ids resolved against this store, names that are
+        // ids compare as integers (inline names, new to the store, compare as text); the
+        // exact spelling wins, else the first name equal ignoring case.
+        if self.tag() != OBJ {
+            return None;
         }
-        self.members()
-            .find(|(k, _)| key.matches_folded(k))
-            .map(|(_, v)| v)
+        let (end, count, mut p) = self.container()?;
+        let resolved = key.exact.is_some() || !key.folded_ids.is_empty();
+        let mut folded: Option<usize> = None;
+        for _ in 0..count {
+            if p >= end {
+                break;
+            }
+            let (name, vp) = self.name_at(p)?;
+            let (exact, fold) = match name {
+                Name::Id(id) if resolved => (
+                    key.exact == Some(id),
+                    folded.is_none() && key.folded_ids.contains(&id),
+                ),
+                _ => {
+                    let text = self.text(name);
+                    (
+                        text == &*key.name,
+                        folded.is_none() && key.matches_folded(text),
+                    )
+                }
+            };
+            if exact {
+                return Some(self.at(vp));
+            }
+            if fold {
+                folded = Some(vp);
+            }
+            p = self.at(vp).end();
+        }
+        folded.map(|vp| self.at(vp))
     }
 
     fn element(self, index: usize) -> Option<Self> {
@@ -517,12 +704,21 @@ impl<'a> Node<'a> for PackedRef<'a> {
             }
             _ => {
                 out.push(b'{');
-                for (i, (k, v)) in self.members().enumerate() {
-                    if i > 0 {
+                let mut members = self.members();
+                let mut first = true;
+                while let Some((name, v)) = members.next_raw() {
+                    if !first {
                         out.push(b',');
                     }
-                    write_json_string(k, out);
-                    out.push(b':');
+                    first = false;
+                    match name {
+                        // The dictionary keeps each name's `"name":` escaped.
+                        Name::Id(id) => out.extend_from_slice(self.dict.json_name(id)),
+                        Name::Text(k) => {
+                            write_json_string(k, out);
+                            out.push(b':');
+                        }
+                    }
                     v.write_json(out);
                 }
                 out.push(b'}');
@@ -601,7 +797,9 @@ mod tests {
 
     /// Every path reachable in `d` by member names and indexes reads the same from the tree
     /// and from the packed copy.
-    fn same_reads(d: &Doc, p: PackedRef<'_>) -> Result<(), TestCaseError> {
+    /// Keys are probed unresolved (compared as text) and resolved against `store` (the store
+    /// `p` was packed for: ids compare as integers).
+    fn same_reads(d: &Doc, p: PackedRef<'_>, store: &Store) -> Result<(), TestCaseError> {
         prop_assert_eq!(Node::kind(d), p.kind());
         prop_assert_eq!(Node::len(d), p.len());
         prop_assert_eq!(Node::as_bool(d), p.as_bool());
@@ -623,16 +821,19 @@ mod tests {
             .map(String::as_str)
             .chain(["A", "TEMP", "missing", "B"])
         {
-            let key = Key::new(probe);
-            match (Node::member(d, &key), p.member(&key)) {
-                (Some(x), Some(y)) => same_reads(x, y)?,
-                (None, None) => {}
-                (x, y) => prop_assert!(false, "member {probe}: {x:?} vs {y:?}"),
+            let mut resolved = Key::new(probe);
+            store.resolve_key(&mut resolved);
+            for key in [Key::new(probe), resolved] {
+                match (Node::member(d, &key), p.member(&key)) {
+                    (Some(x), Some(y)) => same_reads(x, y, store)?,
+                    (None, None) => {}
+                    (x, y) => prop_assert!(false, "member {probe}: {x:?} vs {y:?}"),
+                }
             }
         }
         for i in 0..Node::len(d) + 1 {
             match (Node::element(d, i), p.element(i)) {
-                (Some(x), Some(y)) => same_reads(x, y)?,
+                (Some(x), Some(y)) => same_reads(x, y, store)?,
                 (None, None) => {}
                 (x, y) => prop_assert!(false, "element {i}: {x:?} vs {y:?}"),
             }
@@ -640,15 +841,61 @@ mod tests {
         Ok(())
     }
 
+    /// A store whose dictionary holds some of the generated names (`a`, `Temp`, `$meta`):
+    /// those are packed as key ids, the others (`A`, `b`, `temp`, …) inline.
+    fn store_knowing_some_names() -> Store {
+        let mut store = Store::new();
+        store
+            .load_bytes(
+                "t",
+                br#"{"deviceId":"x","a":1,"Temp":2,"$meta":3}"#,
+                &crate::LoadOptions::default(),
+            )
+            .expect("twin");
+        store
+    }
+
     proptest! {
         #[test]
         fn packed_documents_read_and_unpack_as_their_trees(text in json()) {
             let doc = Doc::parse(&text).expect("generated JSON");
-            let packed = Packed::pack(&doc);
-            same_reads(&doc, packed.root())?;
-            let mut names = NameCache::default();
-            prop_assert_eq!(packed.unpack(&mut names), doc);
+            for store in [Store::new(), store_knowing_some_names()] {
+                let packed = Packed::pack(&doc, &store);
+                same_reads(&doc, packed.root(&store), &store)?;
+                let mut names = NameCache::default();
+                prop_assert_eq!(packed.unpack(&store, &mut names), doc.clone());
+            }
         }
+    }
+
+    #[test]
+    fn names_the_store_knows_are_packed_as_ids_and_found_by_resolved_keys() {
+        let store = store_knowing_some_names();
+        let doc = Doc::parse(r#"{"Temp":1,"temp":2,"a":3,"b":4}"#).expect("json");
+        let packed = Packed::pack(&doc, &store);
+        let unknown = Packed::pack(&doc, &Store::new());
+        // `Temp` and `a` are one-byte ids instead of a zero, a length and their text.
+        assert_eq!(unknown.len() - packed.len(), 2 + "Temp".len() + "a".len());
+        let root = packed.root(&store);
+        let find = |name: &str, resolve: bool| {
+            let mut key = Key::new(name);
+            if resolve {
+                store.resolve_key(&mut key);
+            }
+            root.member(&key).and_then(Node::as_f64)
+        };
+        for resolve in [false, true] {
+            // Exact spellings first, an id or inline text alike; else the first folded match.
+            assert_eq!(find("Temp", resolve), Some(1.0));
+            assert_eq!(find("temp", resolve), Some(2.0));
+            assert_eq!(find("TEMP", resolve), Some(1.0));
+            assert_eq!(find("A", resolve), Some(3.0));
+            assert_eq!(find("B", resolve), Some(4.0));
+            assert_eq!(find("c", resolve), None);
+        }
+        let mut out = Vec::new();
+        root.write_json(&mut out);
+        assert_eq!(out, doc.to_json_string().into_bytes());
     }
 
     proptest! {
@@ -677,7 +924,7 @@ mod tests {
                 .expect("generated twin");
             let tape = store.devices().doc(0);
             let mut names = NameCache::default();
-            let expected = Packed::pack(&Doc::from_tape(tape, &mut names));
+            let expected = Packed::pack(&Doc::from_tape(tape, &mut names), &store);
             prop_assert_eq!(Packed::from_tape(tape), expected);
         }
     }
@@ -686,15 +933,27 @@ mod tests {
     fn a_packed_twin_takes_about_its_text() {
         let text = r#"{"deviceId":"sensor-000001","etag":"AAAAAAAAAAE=","version":4,"tags":{"location":{"region":"US","plant":"Redmond43"}},"properties":{"desired":{"$metadata":{"$lastUpdated":"2026-11-27T10:00:00.0000000Z"},"$version":1},"reported":{"temperature":21.5,"battery":87,"$metadata":{"$lastUpdated":"2026-11-27T10:00:00.0000000Z","temperature":{"$lastUpdated":"2026-11-27T10:00:00.0000000Z"},"battery":{"$lastUpdated":"2026-11-27T10:00:00.0000000Z"}},"$version":3}}}"#;
         let doc = Doc::parse(text).expect("json");
-        let packed = Packed::pack(&doc);
+        let mut store = Store::new();
+        store
+            .load_bytes("t", text.as_bytes(), &crate::LoadOptions::default())
+            .expect("twin");
+        let unknown = Packed::pack(&doc, &Store::new());
         assert!(
-            packed.len() <= text.len() + text.len() / 10,
+            unknown.len() <= text.len() + text.len() / 10,
             "{} bytes packed for {} of JSON",
+            unknown.len(),
+            text.len()
+        );
+        // Names the store holds are key ids: well under the text.
+        let packed = Packed::pack(&doc, &store);
+        assert!(
+            packed.len() <= text.len() * 3 / 4,
+            "{} bytes packed with key ids for {} of JSON",
             packed.len(),
             text.len()
         );
         let mut out = Vec::new();
-        packed.root().write_json(&mut out);
+        packed.root(&store).write_json(&mut out);
         assert_eq!(String::from_utf8(out).expect("utf-8"), text);
     }
 }

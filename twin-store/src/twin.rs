@@ -35,8 +35,10 @@ use base64::Engine as _;
 
 use twinql_planner::value::{Kind, Node};
 
+use crate::dict::KeyDict;
 use crate::doc::{Doc, Number, Object};
-use crate::packed::{self, Packed, PackedRef};
+use crate::packed::{self, NameKey, Packed, PackedRef};
+use crate::store::Store;
 
 /// Maximum size of `tags`, by [`section_size`] (8 KB).
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
@@ -1024,6 +1026,7 @@ pub fn packed_write(update: &Update<'_>) -> bool {
 /// written anew, in the positions the tree rules give them.
 pub fn apply_packed(
     twin: &Packed,
+    store: &Store,
     update: &Update<'_>,
     if_match: Option<&str>,
     now: &str,
@@ -1031,27 +1034,31 @@ pub fn apply_packed(
     let Update::PatchReported(Doc::Object(patch)) = *update else {
         return None;
     };
-    let root = twin.root();
+    let names = &Names::new(&store.dict);
+    let root = twin.root(store);
     if root.kind() != Kind::Object {
         return None;
     }
     let (mut version_node, mut etag_node, mut props) = (None, None, None);
-    for (k, v) in root.members() {
-        match k {
-            "version" => version_node = Some(v),
-            "etag" => etag_node = Some(v),
-            "properties" => props = Some(v),
-            _ => {}
+    for (k, v) in root.raw_members() {
+        if k.is(&names.version) {
+            version_node = Some(v);
+        } else if k.is(&names.etag) {
+            etag_node = Some(v);
+        } else if k.is(&names.properties) {
+            props = Some(v);
         }
     }
     let props = props.filter(|p| p.kind() == Kind::Object)?;
-    let sec = object_member(props, "reported")?;
+    let sec = props
+        .member_named(&names.reported)
+        .filter(|v| v.kind() == Kind::Object)?;
     let (mut meta, mut sec_version_node) = (None, None);
-    for (k, v) in sec.members() {
-        match k {
-            METADATA => meta = Some(v),
-            VERSION => sec_version_node = Some(v),
-            _ => {}
+    for (k, v) in sec.raw_members() {
+        if k.is(&names.metadata) {
+            meta = Some(v);
+        } else if k.is(&names.sec_version) {
+            sec_version_node = Some(v);
         }
     }
     let meta = meta.filter(|m| m.kind() == Kind::Object)?;
@@ -1068,11 +1075,11 @@ pub fn apply_packed(
     let st = Stamp { now, version: None };
 
     let write_version = |out: &mut Vec<u8>| {
-        packed::pack_name("version", out);
+        names.version.pack(out);
         packed::pack_number(version as f64, None, out);
     };
     let write_etag = |out: &mut Vec<u8>| {
-        packed::pack_name("etag", out);
+        names.etag.pack(out);
         packed::pack_str(&etag, out);
     };
     let mut size = 0usize;
@@ -1081,14 +1088,15 @@ pub fn apply_packed(
         let mut count = 0;
         for (bytes, name, value) in root.member_bytes() {
             count += 1;
-            match name {
-                "version" => write_version(out),
-                "etag" => write_etag(out),
-                "properties" => {
-                    packed::pack_name(name, out);
-                    size = write_properties(value, sec, meta, patch, sec_version, &st, out)?;
-                }
-                _ => out.extend_from_slice(bytes),
+            if name.is(&names.version) {
+                write_version(out);
+            } else if name.is(&names.etag) {
+                write_etag(out);
+            } else if name.is(&names.properties) {
+                names.properties.pack(out);
+                size = write_properties(names, value, sec, meta, patch, sec_version, &st, out)?;
+            } else {
+                out.extend_from_slice(bytes);
             }
         }
         if version_node.is_none() {
@@ -1110,10 +1118,40 @@ pub fn apply_packed(
     Some(Ok(packed))
 }
 
+/// The names a reported patch on a packed twin reads and writes, looked up once.
+struct Names<'d> {
+    dict: &'d KeyDict,
+    version: NameKey<'static>,
+    etag: NameKey<'static>,
+    properties: NameKey<'static>,
+    reported: NameKey<'static>,
+    metadata: NameKey<'static>,
+    sec_version: NameKey<'static>,
+    last_updated: NameKey<'static>,
+}
+
+impl<'d> Names<'d> {
+    fn new(dict: &'d KeyDict) -> Names<'d> {
+        // In the order of `dict::KNOWN`.
+        Names {
+            dict,
+            version: NameKey::known(dict, 0),
+            etag: NameKey::known(dict, 1),
+            properties: NameKey::known(dict, 2),
+            reported: NameKey::known(dict, 3),
+            metadata: NameKey::known(dict, 4),
+            sec_version: NameKey::known(dict, 5),
+            last_updated: NameKey::known(dict, 6),
+        }
+    }
+}
+
 /// Writes the packed `properties` object with `patch` merged into its reported section
 /// `sec` (whose metadata object is `meta`) and the section's `$version` set to
 /// `sec_version`; returns the section's size after the write. `None` as [`merge_packed`].
+#[allow(clippy::too_many_arguments)]
 fn write_properties(
+    names: &Names<'_>,
     props: PackedRef<'_>,
     sec: PackedRef<'_>,
     meta: PackedRef<'_>,
@@ -1127,19 +1165,19 @@ fn write_properties(
     let mut size = 0;
     for (bytes, name, _) in props.member_bytes() {
         n += 1;
-        if name != "reported" {
+        if !name.is(&names.reported) {
             out.extend_from_slice(bytes);
             continue;
         }
-        packed::pack_name(name, out);
+        names.reported.pack(out);
         let at = packed::open(out, packed::OBJ, 0);
         // Most reported sections' metadata fit (no growth steps).
         let mut meta_out = Vec::with_capacity(2048);
-        let (members, s) = merge_packed(sec, meta, patch, true, st, out, &mut meta_out)?;
+        let (members, s) = merge_packed(names, sec, meta, patch, true, st, out, &mut meta_out)?;
         size = s;
-        packed::pack_name(METADATA, out);
+        names.metadata.pack(out);
         out.extend_from_slice(&meta_out);
-        packed::pack_name(VERSION, out);
+        names.sec_version.pack(out);
         packed::pack_number(sec_version as f64, None, out);
         packed::finish(out, at, members + 2)?;
     }
@@ -1153,7 +1191,9 @@ fn write_properties(
 /// [`object_size`]; `root` for a section, whose `$metadata` and `$version` are left out,
 /// for the caller to write). `None` where the tree rules would rebuild metadata (an object
 /// merged into an object whose metadata entry is not one).
+#[allow(clippy::too_many_arguments)]
 fn merge_packed(
+    names: &Names<'_>,
     target: PackedRef<'_>,
     meta: PackedRef<'_>,
     patch: &Object,
@@ -1162,7 +1202,10 @@ fn merge_packed(
     out: &mut Vec<u8>,
     meta_out: &mut Vec<u8>,
 ) -> Option<(usize, usize)> {
-    let position = |name: &str| patch.iter().position(|(k, _)| k == name);
+    let dict = names.dict;
+    // The patch's names, looked up once: a member name of the target compares as an integer.
+    let keys: Vec<NameKey<'_>> = patch.iter().map(|(k, _)| NameKey::new(dict, k)).collect();
+    let position = |name: packed::Name<'_>| keys.iter().position(|k| name.is(k));
     // Per patch member: whether the target has it, whether its metadata entry was placed,
     // and where in `entries` its new metadata entry is (none for `null`).
     #[derive(Clone, Copy, Default)]
@@ -1176,70 +1219,74 @@ fn merge_packed(
     let (mut count, mut size) = (0usize, 0usize);
     // A value the patch sets whole: written with its name; its metadata entry goes to
     // `entries`. Returns the entry's place and the member's size.
-    let write_new = |name: &str,
+    let write_new = |name: &NameKey<'_>,
                      pv: &Doc,
                      out: &mut Vec<u8>,
                      entries: &mut Vec<u8>|
      -> Option<((usize, usize), usize)> {
         let start = entries.len();
-        packed::pack_name(name, out);
+        name.pack(out);
         let v_size = match pv {
             Doc::Object(po) => {
                 let v = strip_nulls(po);
-                packed::pack_into(&Doc::Object(st.tree(&v)), entries)?;
+                packed::pack_into(&Doc::Object(st.tree(&v)), dict, entries)?;
                 let v_size = object_size(&v, false);
-                packed::pack_into(&Doc::Object(v), out)?;
+                packed::pack_into(&Doc::Object(v), dict, out)?;
                 v_size
             }
             leaf => {
-                packed::pack_into(leaf, out)?;
+                packed::pack_into(leaf, dict, out)?;
                 let at = packed::open(entries, packed::OBJ, 1);
-                packed::pack_name(LAST_UPDATED, entries);
+                names.last_updated.pack(entries);
                 packed::pack_str(st.now, entries);
                 packed::close(entries, at)?;
                 value_size(leaf)
             }
         };
-        Some(((start, entries.len()), text_size(name) + v_size))
+        Some(((start, entries.len()), text_size(name.text) + v_size))
     };
     for (bytes, name, value) in target.member_bytes() {
-        if root && (name == METADATA || name == VERSION) {
+        if root && (name.is(&names.metadata) || name.is(&names.sec_version)) {
             continue;
         }
         let Some(i) = position(name) else {
             count += 1;
-            if !(root && name.starts_with('$')) {
-                size += text_size(name) + packed_size(value);
+            let text = target.text(name);
+            if !(root && text.starts_with('$')) {
+                size += text_size(text) + packed_size(value);
             }
             out.extend_from_slice(bytes);
             continue;
         };
         seen[i].in_target = true;
+        let key = &keys[i];
         let pv = patch.at(i).map(|(_, v)| v)?;
         match pv {
             Doc::Null => {}
             Doc::Object(po) if value.kind() == Kind::Object => {
-                let mk = object_member(meta, name)?;
-                packed::pack_name(name, out);
+                let mk = meta
+                    .member_named(key)
+                    .filter(|v| v.kind() == Kind::Object)?;
+                key.pack(out);
                 let at = packed::open(out, packed::OBJ, 0);
                 let start = entries.len();
-                let (n, s) = merge_packed(value, mk, po, false, st, out, &mut entries)?;
+                let (n, s) = merge_packed(names, value, mk, po, false, st, out, &mut entries)?;
                 packed::finish(out, at, n)?;
                 seen[i].entry = Some((start, entries.len()));
                 count += 1;
-                size += text_size(name) + s;
+                size += text_size(key.text) + s;
             }
             _ => {
-                let (entry, s) = write_new(name, pv, out, &mut entries)?;
+                let (entry, s) = write_new(key, pv, out, &mut entries)?;
                 seen[i].entry = Some(entry);
                 count += 1;
                 size += s;
             }
         }
     }
-    for (i, (k, pv)) in patch.iter().enumerate() {
+    for (i, (_, pv)) in patch.iter().enumerate() {
         if !seen[i].in_target && !matches!(pv, Doc::Null) {
-            let (entry, s) = write_new(k, pv, out, &mut entries)?;
+            let (entry, s) = write_new(&keys[i], pv, out, &mut entries)?;
             seen[i].entry = Some(entry);
             count += 1;
             size += s;
@@ -1252,10 +1299,10 @@ fn merge_packed(
     let mut n = 0;
     let mut dated = false;
     for (bytes, name, _) in meta.member_bytes() {
-        if name == LAST_UPDATED {
+        if name.is(&names.last_updated) {
             dated = true;
             n += 1;
-            packed::pack_name(name, meta_out);
+            names.last_updated.pack(meta_out);
             packed::pack_str(st.now, meta_out);
             continue;
         }
@@ -1268,7 +1315,7 @@ fn merge_packed(
                 seen[i].placed = true;
                 if let Some((from, to)) = seen[i].entry {
                     n += 1;
-                    packed::pack_name(name, meta_out);
+                    keys[i].pack(meta_out);
                     meta_out.extend_from_slice(entries.get(from..to)?);
                 }
             }
@@ -1276,31 +1323,18 @@ fn merge_packed(
     }
     if !dated {
         n += 1;
-        packed::pack_name(LAST_UPDATED, meta_out);
+        names.last_updated.pack(meta_out);
         packed::pack_str(st.now, meta_out);
     }
-    for (i, (k, _)) in patch.iter().enumerate() {
+    for (i, key) in keys.iter().enumerate() {
         if let (false, Some((from, to))) = (seen[i].placed, seen[i].entry) {
             n += 1;
-            packed::pack_name(k, meta_out);
+            key.pack(meta_out);
             meta_out.extend_from_slice(entries.get(from..to)?);
         }
     }
     packed::finish(meta_out, at, n)?;
     Some((count, size))
-}
-
-/// Member `name` of a packed object.
-fn packed_member<'a>(o: PackedRef<'a>, name: &str) -> Option<PackedRef<'a>> {
-    o.members().find(|(k, _)| *k == name).map(|(_, v)| v)
-}
-
-/// Member `name` of a packed object, if it is an object.
-fn object_member<'a>(o: PackedRef<'a>, name: &str) -> Option<PackedRef<'a>> {
-    if o.kind() != Kind::Object {
-        return None;
-    }
-    packed_member(o, name).filter(|v| v.kind() == Kind::Object)
 }
 
 /// [`read_version`] of a packed node.
@@ -1576,6 +1610,36 @@ mod tests {
         })
     }
 
+    /// A store whose dictionary holds the names of a twin's system fields and sections, and
+    /// some the generated twins and patches use.
+    fn store_knowing_twin_names() -> Store {
+        let mut store = Store::new();
+        let twin = r#"{"deviceId":"n","etag":"e","version":1,"properties":{"desired":{},"reported":{"a":{"x":1,"y":2},"f":0,"$metadata":{"$lastUpdated":"t","$lastUpdatedVersion":1},"$version":1}}}"#;
+        store
+            .load_bytes("names", twin.as_bytes(), &crate::LoadOptions::default())
+            .expect("twin");
+        store
+    }
+
+    #[test]
+    fn the_names_a_packed_write_uses_are_the_dictionarys() {
+        for store in [Store::new(), store_knowing_twin_names()] {
+            let names = Names::new(&store.dict);
+            for (key, text) in [
+                (names.version, "version"),
+                (names.etag, "etag"),
+                (names.properties, "properties"),
+                (names.reported, "reported"),
+                (names.metadata, METADATA),
+                (names.sec_version, VERSION),
+                (names.last_updated, LAST_UPDATED),
+            ] {
+                assert_eq!(key.text, text);
+                assert_eq!(key.id(), store.dict.get(text), "{text}");
+            }
+        }
+    }
+
     #[test]
     fn a_new_object_in_a_packed_patch_loses_its_nulls() {
         let twin = Doc::parse(
@@ -1589,10 +1653,12 @@ mod tests {
             let patch = Doc::parse(text).expect("patch");
             let update = Update::PatchReported(&patch);
             let tree = apply(&twin, &update, None, NOW).expect("tree");
-            let packed = apply_packed(&Packed::pack(&twin), &update, None, NOW)
-                .expect("made packed")
-                .expect("accepted");
-            assert_eq!(packed, Packed::pack(&tree.twin), "{text}");
+            for store in [Store::new(), store_knowing_twin_names()] {
+                let packed = apply_packed(&Packed::pack(&twin, &store), &store, &update, None, NOW)
+                    .expect("made packed")
+                    .expect("accepted");
+                assert_eq!(packed, Packed::pack(&tree.twin, &store), "{text}");
+            }
         }
     }
 
@@ -1612,11 +1678,14 @@ mod tests {
             twin in twin(),
             patch in patch(),
             if_match in if_match(),
+            known_names in any::<bool>(),
         ) {
             let twin = Doc::parse(&twin).expect("generated twin");
             let patch = Doc::parse(&patch).expect("generated patch");
             let update = Update::PatchReported(&patch);
-            let packed = Packed::pack(&twin);
+            // Names packed inline (a store that knows none) or as key ids (most of them).
+            let store = if known_names { store_knowing_twin_names() } else { Store::new() };
+            let packed = Packed::pack(&twin, &store);
             let tree = apply(&twin, &update, if_match, NOW);
             let reported = twin.get_path(&["properties", "reported"]);
             let usual = reported.and_then(|r| r.as_object()).is_some_and(|r| {
@@ -1625,14 +1694,14 @@ mod tests {
                     _ => false,
                 }
             });
-            match apply_packed(&packed, &update, if_match, NOW) {
+            match apply_packed(&packed, &store, &update, if_match, NOW) {
                 None => prop_assert!(
                     !usual || !packed_write(&update),
                     "a reported patch on a usual twin was left to the tree"
                 ),
                 Some(Ok(p)) => {
                     let done = tree.map_err(|e| TestCaseError::fail(format!("tree refused: {e}")))?;
-                    prop_assert_eq!(p, Packed::pack(&done.twin));
+                    prop_assert_eq!(p, Packed::pack(&done.twin, &store));
                 }
                 Some(Err(e)) => match tree {
                     Ok(_) => prop_assert!(false, "packed refused what the tree took: {e}"),
