@@ -344,9 +344,17 @@ pub(crate) fn open(out: &mut Vec<u8>, tag: u8, count: usize) -> usize {
 /// Replaces the count `listed` that [`open`] wrote after the placeholder at `at` by `kept`.
 fn recount(out: &mut Vec<u8>, at: usize, listed: usize, kept: usize) {
     let start = at + LEN_BYTES;
+    let old = varint_len(listed as u64);
+    if kept < 64 && old == 1 {
+        // The usual case (a count written as 0, or a few members): one byte in place.
+        if let Some(b) = out.get_mut(start) {
+            *b = kept as u8;
+            return;
+        }
+    }
     let mut count = Vec::new();
     put_varint(&mut count, kept as u64);
-    out.splice(start..start + varint_len(listed as u64), count);
+    out.splice(start..start + old, count);
 }
 
 /// Closes a container [`open`]ed with a count of 0 that holds `count` elements or members.
