@@ -486,16 +486,32 @@ impl<'a> PackedRef<'a> {
     pub(crate) fn exact_member(self, name: &str, id: Option<u32>) -> Option<PackedRef<'a>> {
         // Names packed as ids are ids of this dictionary: one lookup, then integers compare.
         let id = id.or_else(|| self.dict.get(name));
-        let mut members = self.members();
-        while let Some((n, v)) = members.next_raw() {
-            let found = match (n, id) {
-                (Name::Id(x), Some(id)) => x == id,
-                (Name::Id(_), None) => false,
-                (Name::Text(t), _) => t == name,
-            };
-            if found {
-                return Some(v);
+        if self.tag() != OBJ {
+            return None;
+        }
+        // The index diff's hot loop: positions only, no handle per member.
+        let (end, count, mut p) = self.container()?;
+        let wanted = id.map_or(0, |id| u64::from(id) + 1);
+        for _ in 0..count {
+            if p >= end {
+                break;
             }
+            let (h, vp) = get_varint(self.bytes(), p);
+            let vp = if h != 0 {
+                if h == wanted {
+                    return Some(self.at(vp));
+                }
+                vp
+            } else {
+                let (Name::Text(t), vp) = self.name_at(p)? else {
+                    return None;
+                };
+                if t == name {
+                    return Some(self.at(vp));
+                }
+                vp
+            };
+            p = self.at(vp).end();
         }
         None
     }
@@ -901,6 +917,15 @@ mod tests {
             assert_eq!(find("B", resolve), Some(4.0));
             assert_eq!(find("c", resolve), None);
         }
+        // The index diff's exact lookups: by id, by text for inline names, never folded.
+        let exact = |name: &str, id: Option<u32>| root.exact_member(name, id)?.as_f64();
+        assert_eq!(exact("Temp", store.key_id("Temp")), Some(1.0));
+        assert_eq!(exact("Temp", None), Some(1.0));
+        assert_eq!(exact("temp", None), Some(2.0));
+        assert_eq!(exact("a", store.key_id("a")), Some(3.0));
+        assert_eq!(exact("b", None), Some(4.0));
+        assert_eq!(exact("TEMP", None), None);
+        assert_eq!(exact("c", None), None);
         let mut out = Vec::new();
         root.write_json(&mut out);
         assert_eq!(out, doc.to_json_string().into_bytes());
