@@ -52,4 +52,4 @@ pub use twinql_parser as parser;
 pub use twinql_planner as planner;
 pub use twinql_store as store;
 pub use twinql_store::twin::{ErrorCode, HubError, Update};
-pub use write::{TwinId, WriteAck};
+pub use write::{BatchWrite, TwinId, WriteAck, WriteOp};

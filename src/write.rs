@@ -6,8 +6,11 @@
 //! overlay and brings the index delta up to date, all inside one short critical section, so a
 //! query sees a write entirely or not at all. Nothing changes when a write is refused.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use rayon::prelude::*;
 
 use twinql_planner::value::Node;
 use twinql_store::doc::Doc;
@@ -118,6 +121,76 @@ fn roots<'u>(update: &Update<'u>) -> Vec<Vec<&'u str>> {
         }
     }
     r
+}
+
+/// Writes per log record of a batch.
+const LOG_RECORD_WRITES: usize = 256;
+
+type Subscribers = HashMap<(String, Option<String>), Vec<Sender<DesiredUpdate>>>;
+
+/// Sends a desired patch (with its `$version`) to the twin's subscribers.
+fn notify(subscribers: &mut Subscribers, id: &TwinId, patch: &Doc) {
+    let key = (id.device_id.clone(), id.module_id.clone());
+    if let Some(subs) = subscribers.get_mut(&key) {
+        let version = patch
+            .as_object()
+            .and_then(|o| o.get("$version"))
+            .and_then(Doc::as_number)
+            .map_or(0, |v| v as u64);
+        let msg = DesiredUpdate {
+            version,
+            patch: patch.to_json_string(),
+        };
+        subs.retain(|s| s.send(msg.clone()).is_ok());
+    }
+}
+
+/// What a write of a batch does ([`Database::write_batch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Back end: merge patch of `tags` ([`Database::patch_tags`]).
+    PatchTags,
+    /// Back end: merge patch of `properties.desired` ([`Database::patch_desired`]).
+    PatchDesired,
+    /// Back end: merge patch of the twin ([`Database::patch_twin`]).
+    PatchTwin,
+    /// Back end: replacement of tags and desired properties ([`Database::replace_twin`]).
+    ReplaceTwin,
+    /// Device: merge patch of `properties.reported` ([`Database::patch_reported`]; its
+    /// `if_match` is not used, as devices send none).
+    PatchReported,
+}
+
+/// One write of a batch: which twin, what, the JSON body and the optional `If-Match` etag.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchWrite<'a> {
+    /// The twin.
+    pub id: &'a TwinId,
+    /// The kind of write.
+    pub op: WriteOp,
+    /// The patch or replacement as JSON text.
+    pub body: &'a str,
+    /// `If-Match` (`*` matches any etag); ignored for [`WriteOp::PatchReported`].
+    pub if_match: Option<&'a str>,
+}
+
+impl BatchWrite<'_> {
+    fn update<'d>(&self, body: &'d Doc) -> Update<'d> {
+        match self.op {
+            WriteOp::PatchTags => Update::PatchTags(body),
+            WriteOp::PatchDesired => Update::PatchDesired(body),
+            WriteOp::PatchTwin => Update::PatchTwin(body),
+            WriteOp::ReplaceTwin => Update::ReplaceTwin(body),
+            WriteOp::PatchReported => Update::PatchReported(body),
+        }
+    }
+
+    fn if_match(&self) -> Option<&str> {
+        match self.op {
+            WriteOp::PatchReported => None,
+            _ => self.if_match,
+        }
+    }
 }
 
 fn parse_body(json: &str) -> Result<Doc, HubError> {
@@ -323,33 +396,15 @@ impl Database {
                 (base, doc_id, held, seq)
             };
             let coll = base.store.collection(kind);
-            // A reported patch is made on the packed twin (loaded twins are packed first); any
-            // other write, or a twin whose metadata the rules would rebuild, on a tree.
-            let written = match &held {
-                Some(p) => match twin::apply_packed(p, &base.store, update, if_match, &now) {
-                    Some(done) => Written::packed(done?),
-                    None => {
-                        let copy = p.unpack(&base.store, &mut self.names.lock());
-                        let applied = twin::apply_owned(copy, update, if_match, &now)?;
-                        Written::tree(applied, &base.store)
-                    }
-                },
-                None if (doc_id as usize) < coll.len() => {
-                    let tape = coll.doc(doc_id);
-                    let fast = twin::packed_write(update)
-                        .then(|| Packed::from_tape(tape))
-                        .and_then(|p| twin::apply_packed(&p, &base.store, update, if_match, &now));
-                    match fast {
-                        Some(done) => Written::packed(done?),
-                        None => {
-                            let copy = Doc::from_tape(tape, &mut self.names.lock());
-                            let applied = twin::apply_owned(copy, update, if_match, &now)?;
-                            Written::tree(applied, &base.store)
-                        }
-                    }
-                }
-                None => return Err(id.not_found()),
-            };
+            let written = self.next_version(
+                &base.store,
+                id,
+                doc_id,
+                held.as_deref(),
+                update,
+                if_match,
+                &now,
+            )?;
             let w = self.lock_writer();
             let live = w.overlay.coll(kind);
             // Every change of the overlay counts in its sequence number and every new
@@ -389,25 +444,241 @@ impl Database {
         let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
         let (_, replaced) = overlay.put(store, policy, cache, kind, Some(doc_id), packed, &roots);
         if let Some(patch) = desired_notification {
-            let key = (id.device_id.clone(), id.module_id.clone());
-            if let Some(subs) = subscribers.get_mut(&key) {
-                let version = patch
-                    .as_object()
-                    .and_then(|o| o.get("$version"))
-                    .and_then(Doc::as_number)
-                    .map_or(0, |v| v as u64);
-                let msg = DesiredUpdate {
-                    version,
-                    patch: patch.to_json_string(),
-                };
-                subs.retain(|s| s.send(msg.clone()).is_ok());
-            }
+            notify(subscribers, id, &patch);
         }
         drop(w);
         // The replaced version is freed outside the lock.
         drop(replaced);
         pending.sync()?;
         Ok(ack)
+    }
+
+    /// Applies `writes` in order, as that many calls of the single-write methods would, and
+    /// returns each one's result in the same order; a refused write changes nothing and the
+    /// writes after it go on. Parsing and the IoT Hub rules run on all cores outside the writer
+    /// lock (writes to one twin in order, each on the one before), then one critical section
+    /// stores every accepted write and brings the index delta up to date: a query sees the
+    /// whole batch or none of it. A durable database logs the batch as one record and syncs it
+    /// once. If another writer changed the twins meanwhile, the batch is worked out again.
+    pub fn write_batch(&self, writes: &[BatchWrite<'_>]) -> Vec<Result<WriteAck, HubError>> {
+        let now = twin::timestamp_now();
+        let bodies: Vec<Result<Doc, HubError>> =
+            writes.par_iter().map(|x| parse_body(x.body)).collect();
+        let mut tries = 0;
+        let (mut w, base, found, mut done) = loop {
+            tries += 1;
+            // Where each twin is, as of one state of the overlay.
+            let (base, seq, found) = {
+                let w = self.lock_writer();
+                let base = w.base.clone();
+                let found: Vec<Option<(u32, Option<Arc<Packed>>)>> = writes
+                    .iter()
+                    .map(|x| {
+                        let kind = x.id.kind();
+                        let live = w.overlay.coll(kind);
+                        live.find(
+                            base.store.collection(kind),
+                            &x.id.device_id,
+                            x.id.module_id.as_deref(),
+                        )
+                        .map(|d| (d, live.held(d)))
+                    })
+                    .collect();
+                (base, w.overlay.seq(), found)
+            };
+            // The writes to one twin, in order, each made on the one before.
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            let mut group_of: HashMap<(CollectionKind, u32), usize> = HashMap::new();
+            for (i, f) in found.iter().enumerate() {
+                match f {
+                    Some((d, _)) => {
+                        let g = *group_of
+                            .entry((writes[i].id.kind(), *d))
+                            .or_insert_with(|| {
+                                groups.push(Vec::new());
+                                groups.len() - 1
+                            });
+                        groups[g].push(i);
+                    }
+                    None => groups.push(vec![i]),
+                }
+            }
+            let computed: Vec<Vec<(usize, Result<Written, HubError>)>> = groups
+                .par_iter()
+                .map(|g| {
+                    let mut last: Option<Packed> = None;
+                    let mut out = Vec::with_capacity(g.len());
+                    for (k, &i) in g.iter().enumerate() {
+                        let x = &writes[i];
+                        let r = match (&bodies[i], &found[i]) {
+                            (Err(e), _) => Err(e.clone()),
+                            (_, None) => Err(x.id.not_found()),
+                            (Ok(body), Some((doc_id, held))) => {
+                                let held = last.as_ref().or(held.as_deref());
+                                let update = x.update(body);
+                                self.next_version(
+                                    &base.store,
+                                    x.id,
+                                    *doc_id,
+                                    held,
+                                    &update,
+                                    x.if_match(),
+                                    &now,
+                                )
+                            }
+                        };
+                        if let (Ok(written), true) = (&r, k + 1 < g.len()) {
+                            last = Some(written.packed.clone());
+                        }
+                        out.push((i, r));
+                    }
+                    out
+                })
+                .collect();
+            let mut done: Vec<Option<Result<Written, HubError>>> =
+                (0..writes.len()).map(|_| None).collect();
+            for (i, r) in computed.into_iter().flatten() {
+                done[i] = Some(r);
+            }
+            let w = self.lock_writer();
+            if Arc::ptr_eq(&w.base, &base) && w.overlay.seq() == seq {
+                break (w, base, found, done);
+            }
+            drop(w);
+            if tries == 3 {
+                // Writers keep coming between: one write at a time, each checked on its own.
+                return writes.iter().map(|x| self.write_one(x)).collect();
+            }
+        };
+        let store = &base.store;
+        let policy = base.policy();
+        let changes: Vec<Change<'_>> = writes
+            .iter()
+            .zip(&done)
+            .filter_map(|(x, r)| match r {
+                Some(Ok(written)) => Some(Change::Put {
+                    kind: x.id.kind(),
+                    device_id: &x.id.device_id,
+                    sub_id: x.id.module_id.as_deref(),
+                    doc: AnyNode::Packed(written.packed.root(store)),
+                }),
+                _ => None,
+            })
+            .collect();
+        // Logged in records of at most `LOG_RECORD_WRITES` twins (a record stays far below
+        // the log's 64 MiB limit even for twins at their size limits). If the log refuses a
+        // record, the writes of the records before it are logged and are applied; the rest
+        // get the log's error.
+        let mut pending = crate::durable::Pending::none();
+        let mut logged = changes.len();
+        let mut log_error = None;
+        for (k, part) in changes.chunks(LOG_RECORD_WRITES).enumerate() {
+            match w.log(part) {
+                Ok(p) => pending = p,
+                Err(e) => {
+                    logged = k * LOG_RECORD_WRITES;
+                    log_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(changes);
+        let Writer {
+            overlay,
+            cache,
+            subscribers,
+            ..
+        } = &mut *w;
+        let mut replaced = Vec::new();
+        let mut results = Vec::with_capacity(writes.len());
+        let mut accepted = 0;
+        for (i, x) in writes.iter().enumerate() {
+            let r = match (done[i].take(), &found[i], &bodies[i]) {
+                (Some(Ok(_)), _, _) if accepted >= logged => {
+                    Err(log_error.clone().unwrap_or_else(|| x.id.not_found()))
+                }
+                (Some(Ok(written)), Some((doc_id, _)), Ok(body)) => {
+                    accepted += 1;
+                    let Written {
+                        packed,
+                        desired_notification,
+                    } = written;
+                    let ack = ack(AnyNode::Packed(packed.root(store)));
+                    let update = x.update(body);
+                    let roots = roots(&update);
+                    let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
+                    let kind = x.id.kind();
+                    let (_, old) =
+                        overlay.put(store, policy, cache, kind, Some(*doc_id), packed, &roots);
+                    replaced.push(old);
+                    if let Some(patch) = desired_notification {
+                        notify(subscribers, x.id, &patch);
+                    }
+                    Ok(ack)
+                }
+                (Some(Err(e)), _, _) => Err(e),
+                _ => Err(x.id.not_found()),
+            };
+            results.push(r);
+        }
+        drop(w);
+        // The replaced versions are freed outside the lock.
+        drop(replaced);
+        if let Err(e) = pending.sync() {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
+            }
+        }
+        results
+    }
+
+    /// One write of a batch, on its own.
+    fn write_one(&self, x: &BatchWrite<'_>) -> Result<WriteAck, HubError> {
+        let body = parse_body(x.body)?;
+        self.update_twin(x.id, &x.update(&body), x.if_match())
+    }
+
+    /// The twin `doc_id` (`held` when written, else loaded) after `update`; runs outside the
+    /// writer lock.
+    #[allow(clippy::too_many_arguments)]
+    fn next_version(
+        &self,
+        store: &Store,
+        id: &TwinId,
+        doc_id: u32,
+        held: Option<&Packed>,
+        update: &Update<'_>,
+        if_match: Option<&str>,
+        now: &str,
+    ) -> Result<Written, HubError> {
+        let coll = store.collection(id.kind());
+        // A reported patch is made on the packed twin (loaded twins are packed first); any
+        // other write, or a twin whose metadata the rules would rebuild, on a tree.
+        Ok(match held {
+            Some(p) => match twin::apply_packed(p, store, update, if_match, now) {
+                Some(done) => Written::packed(done?),
+                None => {
+                    let copy = p.unpack(store, &mut self.names.lock());
+                    let applied = twin::apply_owned(copy, update, if_match, now)?;
+                    Written::tree(applied, store)
+                }
+            },
+            None if (doc_id as usize) < coll.len() => {
+                let tape = coll.doc(doc_id);
+                let fast = twin::packed_write(update)
+                    .then(|| Packed::from_tape(tape))
+                    .and_then(|p| twin::apply_packed(&p, store, update, if_match, now));
+                match fast {
+                    Some(done) => Written::packed(done?),
+                    None => {
+                        let copy = Doc::from_tape(tape, &mut self.names.lock());
+                        let applied = twin::apply_owned(copy, update, if_match, now)?;
+                        Written::tree(applied, store)
+                    }
+                }
+            }
+            None => return Err(id.not_found()),
+        })
     }
 
     /// Back end: merge-patches `tags` (JSON text of the tags patch).

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod batch;
 mod cli_check;
 mod cli_query;
 mod cli_shell;
