@@ -460,6 +460,10 @@ impl Database {
     /// stores every accepted write and brings the index delta up to date: a query sees the
     /// whole batch or none of it. A durable database logs the batch as one record and syncs it
     /// once. If another writer changed the twins meanwhile, the batch is worked out again.
+    ///
+    /// The critical section grows with the batch (about 6 µs per reported patch on 1M
+    /// generated twins, so 1.5 ms for 256): a snapshot taken meanwhile waits for it, rarely
+    /// but longer than for single writes.
     pub fn write_batch(&self, writes: &[BatchWrite<'_>]) -> Vec<Result<WriteAck, HubError>> {
         let now = twin::timestamp_now();
         let bodies: Vec<Result<Doc, HubError>> =

@@ -247,6 +247,7 @@ fn a_batch_sends_desired_patches_in_order() {
             if_match: Some("\"AAAAAAAAAAE=\""),
         },
     );
+    assert!(db.write_batch(&[]).is_empty());
     let results = db.write_batch(&writes);
     assert!(results[1].is_err(), "{:?}", results[1]);
     let versions: Vec<u64> = results
