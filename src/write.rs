@@ -19,7 +19,7 @@ use twinql_store::packed::Packed;
 use twinql_store::twin::{self, ErrorCode, HubError, Update};
 use twinql_store::{CollectionKind, Store};
 
-use crate::db::{Database, DesiredUpdate, Writer};
+use crate::db::{Base, Database, DesiredUpdate, Writer};
 use crate::durable::Change;
 
 /// Which twin: a device's, or one of its modules'.
@@ -127,6 +127,47 @@ fn roots<'u>(update: &Update<'u>) -> Vec<Vec<&'u str>> {
 const LOG_RECORD_WRITES: usize = 256;
 
 type Subscribers = HashMap<(String, Option<String>), Vec<Sender<DesiredUpdate>>>;
+
+/// Stores a twin's new version, computed and logged (the index delta follows), and sends its
+/// desired patch to the subscribers; returns the acknowledgement and the version replaced,
+/// to be freed outside the lock.
+fn store_written(
+    w: &mut Writer,
+    base: &Base,
+    id: &TwinId,
+    doc_id: u32,
+    written: Written,
+    update: &Update<'_>,
+) -> (WriteAck, Option<Arc<Packed>>) {
+    let store = &base.store;
+    let Writer {
+        overlay,
+        cache,
+        subscribers,
+        ..
+    } = w;
+    let Written {
+        packed,
+        desired_notification,
+    } = written;
+    let ack = ack(AnyNode::Packed(packed.root(store)));
+    let roots = roots(update);
+    let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
+    let kind = id.kind();
+    let (_, replaced) = overlay.put(
+        store,
+        base.policy(),
+        cache,
+        kind,
+        Some(doc_id),
+        packed,
+        &roots,
+    );
+    if let Some(patch) = desired_notification {
+        notify(subscribers, id, &patch);
+    }
+    (ack, replaced)
+}
 
 /// Sends a desired patch (with its `$version`) to the twin's subscribers.
 fn notify(subscribers: &mut Subscribers, id: &TwinId, patch: &Doc) {
@@ -421,31 +462,13 @@ impl Database {
                 break (w, base, doc_id, written);
             }
         };
-        let store = &base.store;
-        let policy = base.policy();
-        let Written {
-            packed,
-            desired_notification,
-        } = written;
         let pending = w.log(&[Change::Put {
             kind,
             device_id: &id.device_id,
             sub_id: id.module_id.as_deref(),
-            doc: AnyNode::Packed(packed.root(store)),
+            doc: AnyNode::Packed(written.packed.root(&base.store)),
         }])?;
-        let Writer {
-            overlay,
-            cache,
-            subscribers,
-            ..
-        } = &mut *w;
-        let ack = ack(AnyNode::Packed(packed.root(store)));
-        let roots = roots(update);
-        let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
-        let (_, replaced) = overlay.put(store, policy, cache, kind, Some(doc_id), packed, &roots);
-        if let Some(patch) = desired_notification {
-            notify(subscribers, id, &patch);
-        }
+        let (ack, replaced) = store_written(&mut w, &base, id, doc_id, written, update);
         drop(w);
         // The replaced version is freed outside the lock.
         drop(replaced);
@@ -555,7 +578,6 @@ impl Database {
             }
         };
         let store = &base.store;
-        let policy = base.policy();
         let changes: Vec<Change<'_>> = writes
             .iter()
             .zip(&done)
@@ -587,12 +609,6 @@ impl Database {
             }
         }
         drop(changes);
-        let Writer {
-            overlay,
-            cache,
-            subscribers,
-            ..
-        } = &mut *w;
         let mut replaced = Vec::new();
         let mut results = Vec::with_capacity(writes.len());
         let mut accepted = 0;
@@ -603,21 +619,9 @@ impl Database {
                 }
                 (Some(Ok(written)), Some((doc_id, _)), Ok(body)) => {
                     accepted += 1;
-                    let Written {
-                        packed,
-                        desired_notification,
-                    } = written;
-                    let ack = ack(AnyNode::Packed(packed.root(store)));
-                    let update = x.update(body);
-                    let roots = roots(&update);
-                    let roots: Vec<Root<'_>> = roots.iter().map(Vec::as_slice).collect();
-                    let kind = x.id.kind();
-                    let (_, old) =
-                        overlay.put(store, policy, cache, kind, Some(*doc_id), packed, &roots);
+                    let (ack, old) =
+                        store_written(&mut w, &base, x.id, *doc_id, written, &x.update(body));
                     replaced.push(old);
-                    if let Some(patch) = desired_notification {
-                        notify(subscribers, x.id, &patch);
-                    }
                     Ok(ack)
                 }
                 (Some(Err(e)), _, _) => Err(e),

@@ -199,14 +199,7 @@ pub(crate) fn pack_str(s: &str, out: &mut Vec<u8>) {
 
 /// A member name, as an object's member starts: its key id in `dict`, else its text.
 pub(crate) fn pack_name(dict: &KeyDict, name: &str, out: &mut Vec<u8>) {
-    match dict.get(name) {
-        Some(id) => pack_id(id, out),
-        None => {
-            out.push(0);
-            put_varint(out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
-        }
-    }
+    NameKey::new(dict, name).pack(out);
 }
 
 /// A member name given by its key id.
